@@ -1,0 +1,67 @@
+"""Command line: `python -m helpers train NAME` trains an experiment and writes its checkpoint.
+
+    python -m helpers list
+    python -m helpers train sinusoid_maml            # the paper's schedule -> data/checkpoints/sinusoid_maml.pt
+    python -m helpers train sinusoid_maml --iterations 2000 --out /tmp/short.pt
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .checkpoints import save_checkpoint
+from .experiments import EXPERIMENTS, get_experiment
+from .metrics import experiment_metrics
+from .train import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the experiments")
+    run = commands.add_parser("train", help="train an experiment (resumes from its checkpoint)")
+    run.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    run.add_argument("--iterations", type=int, help="number of iterations (default: the paper's)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", type=Path, help="checkpoint path (default: data/checkpoints/NAME.pt)")
+    run.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    run.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
+    run.add_argument("--no-compile", action="store_true", help="skip torch.compile (slower, starts at once)")
+    run.add_argument("--checkpoint-every", type=int)
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        for name in sorted(EXPERIMENTS):
+            print(f"{name:24s} {get_experiment(name).description}")
+        return 0
+
+    experiment = get_experiment(args.experiment)
+    config = replace(experiment.train_config, seed=args.seed,
+                     n_iterations=args.iterations or experiment.train_config.n_iterations,
+                     compile=experiment.train_config.compile and not args.no_compile,
+                     checkpoint_every=args.checkpoint_every or experiment.train_config.checkpoint_every)
+    out = args.out or experiment.checkpoint_path
+    command = "python -m helpers " + shlex.join(argv if argv is not None else sys.argv[1:])
+    model = experiment.new_model(args.seed)
+    started = time.perf_counter()
+    result = train(model, experiment.make_objective(model), experiment.make_sampler(), config,
+                   experiment=experiment.name, objective_config=experiment.objective_config,
+                   checkpoint_path=out, resume=not args.fresh, device=args.device, command=command)
+    seconds = time.perf_counter() - started
+    checkpoint = result.checkpoint
+    checkpoint.metrics = experiment_metrics(experiment.name, result.model)
+    checkpoint.metrics["train_seconds_this_run"] = round(seconds, 1)
+    save_checkpoint(checkpoint, out)
+    print(f"{experiment.name}: {result.iteration} iterations, {seconds:.1f} s this run -> {out}")
+    for key, value in checkpoint.metrics.items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

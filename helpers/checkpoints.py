@@ -1,0 +1,66 @@
+"""Checkpoints: weights plus what made them, loaded with a check that the architecture matches."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import build_model
+
+FORMAT = "helpers-maml-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild a model, resume its training, and say where it came from."""
+
+    experiment: str
+    model_config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    iteration: int
+    train_config: dict[str, Any]
+    command: str = ""
+    loss_history: list[float] = field(default_factory=list)  # mean loss over each `log_every` iterations
+    metrics: dict[str, Any] = field(default_factory=dict)
+    optimizer_state: dict[str, Any] | None = None  # only needed to resume
+    generator_state: torch.Tensor | None = None  # only needed to resume
+
+    def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
+        """The model with these weights, on `device`, ready for `dict(model.named_parameters())`."""
+        model = build_model(self.model_config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device)
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
+    """Write atomically (temp file, then rename) so an interrupted save never leaves a broken file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, **checkpoint.__dict__}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, *, expected_model_config: dict[str, Any] | None = None,
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`; refuse anything else with a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (train one with `python -m helpers train ...`)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a helpers checkpoint: torch.load failed ({type(error).__name__})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a helpers checkpoint (expected format {FORMAT!r})")
+    payload.pop("format")
+    checkpoint = Checkpoint(**payload)
+    if expected_model_config is not None and checkpoint.model_config != expected_model_config:
+        raise ValueError(f"checkpoint {path} holds architecture {checkpoint.model_config}, "
+                         f"but {expected_model_config} was expected")
+    return checkpoint

@@ -1,0 +1,72 @@
+"""Figures shared by the notebooks; each function draws on axes it is given or makes its own."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.axes import Axes
+
+from .evaluate import StepCurve
+from .tasks import X_RANGE, sinusoid
+
+
+def plot_task_distribution(amplitude: torch.Tensor, phase: torch.Tensor, *, ax: Axes | None = None,
+                           n_points: int = 200) -> Axes:
+    """Many sampled sines on one axes: what 'a distribution over tasks' looks like."""
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    x = torch.linspace(*X_RANGE, n_points)
+    for a, p in zip(amplitude, phase):
+        ax.plot(x, sinusoid(x, a, p), lw=1, alpha=0.6)
+    ax.set(xlabel="x", ylabel="y = A·sin(x − φ)", title=f"{len(amplitude)} tasks from p(T)")
+    return ax
+
+
+def plot_loss_history(loss_history: Sequence[float], log_every: int, *, ax: Axes | None = None,
+                      label: str = "meta-training loss") -> Axes:
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    iterations = [log_every * (i + 1) for i in range(len(loss_history))]
+    ax.plot(iterations, loss_history, label=label)
+    ax.set(xlabel="meta-iteration", ylabel=f"query MSE (mean over {log_every} iterations)", yscale="log",
+           title="Meta-training loss")
+    ax.legend()
+    return ax
+
+
+def plot_error_vs_steps(curves: Mapping[str, StepCurve], *, ax: Axes | None = None, ylabel: str = "test MSE",
+                        title: str = "", reference: Mapping[int, float] | None = None,
+                        reference_label: str = "paper") -> Axes:
+    """Mean error vs inner steps with shaded 95% CIs, one line per curve (the paper's Figure 3 style)."""
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    for label, curve in curves.items():
+        mean, ci = curve.mean.numpy(), curve.ci95.numpy()
+        line, = ax.plot(curve.steps, mean, marker="o", ms=3, label=label)
+        ax.fill_between(curve.steps, mean - ci, mean + ci, color=line.get_color(), alpha=0.2)
+    if reference:
+        ax.plot(list(reference), list(reference.values()), "k*", ms=10, label=reference_label)
+    ax.set(xlabel="number of gradient steps at test time", ylabel=ylabel, title=title)
+    ax.legend()
+    return ax
+
+
+class LiveLossPlot:
+    """A loss curve that redraws in place during training: pass it as `train(..., on_log=...)`."""
+
+    def __init__(self, log_every: int, *, title: str = "Meta-training loss (live)") -> None:
+        from IPython.display import display
+
+        self.log_every = log_every
+        self.figure, self.ax = plt.subplots(figsize=(7, 3.5))
+        self.line, = self.ax.plot([], [])
+        self.ax.set(xlabel="meta-iteration", ylabel=f"query MSE (mean over {log_every} its)", yscale="log",
+                    title=title)
+        plt.close(self.figure)  # shown through the handle only, not again at the cell's end
+        self.handle = display(self.figure, display_id=True)
+
+    def __call__(self, iteration: int, loss_history: Sequence[float]) -> None:
+        if len(loss_history) % 10:
+            return  # redraw every 10th log: a redraw costs more than the iterations it reports
+        self.line.set_data([self.log_every * (i + 1) for i in range(len(loss_history))], loss_history)
+        self.ax.relim()
+        self.ax.autoscale_view()
+        self.handle.update(self.figure)

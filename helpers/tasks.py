@@ -1,0 +1,79 @@
+"""The sinusoid task family of the MAML paper (Finn et al. 2017, section 5.1)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from .checks import check_int_at_least, check_range
+
+AMPLITUDE_RANGE = (0.1, 5.0)
+PHASE_RANGE = (0.0, math.pi)
+X_RANGE = (-5.0, 5.0)
+
+
+def sinusoid(x: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
+    """y = A·sin(x − φ); amplitude and phase broadcast against x."""
+    return amplitude * torch.sin(x - phase)
+
+
+@dataclass(frozen=True)
+class SinusoidTasks:
+    """A batch of regression tasks: a support set to adapt on and a query set to score on."""
+
+    x_support: Tensor  # (tasks, K, 1)
+    y_support: Tensor  # (tasks, K, 1)
+    x_query: Tensor  # (tasks, Q, 1)
+    y_query: Tensor  # (tasks, Q, 1)
+    amplitude: Tensor  # (tasks,)
+    phase: Tensor  # (tasks,)
+
+    def to(self, device: torch.device | str) -> "SinusoidTasks":
+        return SinusoidTasks(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.x_support.shape[0]
+
+    def __getitem__(self, index: int | slice) -> "SinusoidTasks":
+        """Select tasks; an int keeps the task axis (length 1) so shapes stay batched."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return SinusoidTasks(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator,
+             dtype: torch.dtype) -> Tensor:
+    return low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype)
+
+
+def sample_sinusoid_tasks(
+    n_tasks: int,
+    k_shot: int,
+    n_query: int | None = None,
+    *,
+    generator: torch.Generator,
+    support_x_range: tuple[float, float] = X_RANGE,
+    query_x_range: tuple[float, float] = X_RANGE,
+    dtype: torch.dtype = torch.float32,
+) -> SinusoidTasks:
+    """Draw tasks A∈U[0.1,5], φ∈U[0,π] and their points x∈U[x_range].
+
+    `n_query` defaults to `k_shot`, as in the paper's training (K support + K query
+    points per task). `support_x_range` lets the support points come from part of
+    the input range only (the extrapolation demo); the query points always cover
+    `query_x_range`. Sampling happens on the CPU generator, so the same seed gives
+    the same tasks on every device; move them with `.to(device)`.
+    """
+    check_int_at_least("n_tasks", n_tasks, 1)
+    check_int_at_least("k_shot", k_shot, 1)
+    n_query = k_shot if n_query is None else check_int_at_least("n_query", n_query, 1)
+    support_x_range = check_range("support_x_range", support_x_range)
+    query_x_range = check_range("query_x_range", query_x_range)
+    amplitude = _uniform((n_tasks,), *AMPLITUDE_RANGE, generator, dtype)
+    phase = _uniform((n_tasks,), *PHASE_RANGE, generator, dtype)
+    x_support = _uniform((n_tasks, k_shot, 1), *support_x_range, generator, dtype)
+    x_query = _uniform((n_tasks, n_query, 1), *query_x_range, generator, dtype)
+    a, p = amplitude[:, None, None], phase[:, None, None]
+    return SinusoidTasks(x_support, sinusoid(x_support, a, p), x_query, sinusoid(x_query, a, p), amplitude, phase)

@@ -1,0 +1,162 @@
+"""One meta-training loop for every experiment: Adam on any objective, with checkpoints and resume.
+
+MAML, the pretrained baseline and the oracle differ only in the objective that
+is passed in; the loop, its progress bar, its checks and its checkpoints are shared.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import grad_and_value
+from tqdm.auto import tqdm
+
+from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from .checks import check_int_at_least, check_positive
+from .device import default_device
+from .maml import Params
+
+Objective = Callable[[Params, Any], Tensor]  # (params, batch) -> scalar loss
+BatchSampler = Callable[[torch.Generator], Any]  # generator -> batch (with a .to(device) method)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The outer loop's settings; the objective carries its own (α, inner steps, ...)."""
+
+    n_iterations: int
+    meta_lr: float = 1e-3
+    seed: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 5_000
+    compile: bool = False  # torch.compile the gradient: ~15 s once, then about 3x faster on small models
+
+    def __post_init__(self) -> None:
+        check_int_at_least("n_iterations", self.n_iterations, 1)
+        check_positive("meta_lr", self.meta_lr)
+        check_int_at_least("seed", self.seed, 0)
+        check_int_at_least("log_every", self.log_every, 1)
+        check_int_at_least("checkpoint_every", self.checkpoint_every, 1)
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of "
+                             f"log_every ({self.log_every}) so that checkpoints hold checked losses")
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    loss_history: list[float]  # mean loss over each block of `log_every` iterations
+    iteration: int
+    checkpoint: Checkpoint
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    sample_batch: BatchSampler,
+    config: TrainConfig,
+    *,
+    experiment: str,
+    objective_config: dict[str, Any],
+    checkpoint_path: str | Path | None = None,
+    resume: bool = True,
+    device: torch.device | str | None = None,
+    command: str | None = None,
+    progress: bool = True,
+    on_log: Callable[[int, list[float]], None] | None = None,
+) -> TrainResult:
+    """Minimise `objective` with Adam for `config.n_iterations` iterations.
+
+    The model's own parameters are trained in place (it is the thing being
+    learnt); everything inside an iteration is functional. With a
+    `checkpoint_path`, state is saved every `checkpoint_every` iterations and a
+    later call resumes from it, ending with the same weights as an unbroken run.
+    `on_log(iteration, loss_history)` is called every `log_every` iterations (live plots).
+    """
+    device = default_device(device)
+    model = model.to(device)
+    hyper = {**objective_config, **asdict(config)}
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr, fused=device.type in ("cpu", "cuda"))
+    loss_history: list[float] = []
+    start = 0
+    if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
+        saved = load_checkpoint(checkpoint_path, expected_model_config=model.config())
+        _check_same_run(saved, experiment, hyper)
+        model.load_state_dict(saved.state_dict)
+        if saved.iteration < config.n_iterations:
+            if saved.optimizer_state is None or saved.generator_state is None:
+                raise ValueError(f"{checkpoint_path} holds no optimizer state and cannot be resumed; "
+                                 f"pass resume=False to train from scratch")
+            optimizer.load_state_dict(saved.optimizer_state)
+            generator.set_state(saved.generator_state)
+        start, loss_history = saved.iteration, list(saved.loss_history)
+
+    params = dict(model.named_parameters())
+    gradient_fn = grad_and_value(objective)
+    if config.compile:
+        gradient_fn = torch.compile(gradient_fn, dynamic=False)
+    window = torch.zeros(config.log_every, device=device)
+    bar = tqdm(total=config.n_iterations, initial=start, desc=experiment, disable=not progress,
+               unit="it", file=sys.stdout, mininterval=0.5)
+    for iteration in range(start, config.n_iterations):
+        batch = sample_batch(generator).to(device)
+        detached = {name: p.detach() for name, p in params.items()}
+        grads, loss = gradient_fn(detached, batch)
+        for name, p in params.items():
+            p.grad = grads[name]
+        optimizer.step()
+        window[iteration % config.log_every] = loss.detach()
+        done = iteration + 1
+        if done % config.log_every == 0 or done == config.n_iterations:
+            losses = window[: (done - 1) % config.log_every + 1].cpu()
+            if not torch.isfinite(losses).all():
+                bad = int(torch.nonzero(~torch.isfinite(losses))[0]) + done - len(losses) + 1
+                bar.close()
+                raise FloatingPointError(
+                    f"{experiment}: the training loss became non-finite at iteration {bad}; "
+                    f"lower meta_lr (now {config.meta_lr}) or the inner learning rate, "
+                    f"or resume from the last checkpoint")
+            loss_history.append(float(losses.mean()))
+            bar.set_postfix(loss=f"{loss_history[-1]:.4f}", refresh=False)
+            bar.update(done - bar.n)
+            if on_log is not None:
+                on_log(done, loss_history)
+        checkpoint_due = done % config.checkpoint_every == 0 or done == config.n_iterations
+        if checkpoint_path is not None and checkpoint_due:
+            save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, experiment,
+                                      hyper, command), checkpoint_path)
+    bar.close()
+    final = _snapshot(model, optimizer, generator, config.n_iterations if start < config.n_iterations else start,
+                      loss_history, experiment, hyper, command)
+    return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final)
+
+
+def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, iteration: int,
+              loss_history: list[float], experiment: str, hyper: dict[str, Any], command: str | None) -> Checkpoint:
+    return Checkpoint(
+        experiment=experiment, model_config=model.config(),
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        iteration=iteration, train_config=hyper, command=command or " ".join(sys.argv),
+        loss_history=list(loss_history), optimizer_state=optimizer.state_dict(),
+        generator_state=generator.get_state())
+
+
+_MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile"}
+
+
+def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint made with other settings: the result would belong to neither."""
+    if saved.experiment != experiment:
+        raise ValueError(f"checkpoint is for experiment {saved.experiment!r}, not {experiment!r}")
+    differ = {k: (saved.train_config.get(k), v) for k, v in hyper.items()
+              if k not in _MAY_DIFFER_ON_RESUME and saved.train_config.get(k) != v}
+    if differ:
+        detail = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({detail}); "
+                         f"pass resume=False (or another path) to start afresh")

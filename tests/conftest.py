@@ -1,0 +1,9 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _float32_default():
+    """Tests that switch to float64 must not leak it into others."""
+    yield
+    torch.set_default_dtype(torch.float32)

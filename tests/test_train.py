@@ -1,0 +1,50 @@
+"""Training is deterministic, resumable to the same weights, and stops loudly on a non-finite loss."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers.experiments import get_experiment
+from helpers.train import TrainConfig, train
+
+
+def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3):
+    experiment = get_experiment("sinusoid_maml")
+    config = TrainConfig(n_iterations=n_iterations, meta_lr=meta_lr, seed=seed, log_every=10, checkpoint_every=20)
+    model = experiment.new_model(seed)
+    return train(model, experiment.make_objective(model), experiment.make_sampler(), config,
+                 experiment=experiment.name, objective_config=experiment.objective_config,
+                 checkpoint_path=path, device="cpu", progress=False)
+
+
+def weights(result):
+    return torch.cat([p.detach().flatten() for p in result.model.parameters()])
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
+    a, b, c = short_run(tmp_path, 30), short_run(tmp_path, 30), short_run(tmp_path, 30, seed=1)
+    assert torch.equal(weights(a), weights(b)) and a.loss_history == b.loss_history
+    assert not torch.equal(weights(a), weights(c))
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path):
+    unbroken = short_run(tmp_path, 60)
+    path = tmp_path / "run.pt"
+    first = short_run(tmp_path, 40, path=path)  # "interrupted" after the checkpoint at 40
+    assert first.iteration == 40
+    resumed = short_run(tmp_path, 60, path=path)
+    assert resumed.iteration == 60
+    assert torch.equal(weights(unbroken), weights(resumed))
+    assert resumed.loss_history == unbroken.loss_history
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    path = tmp_path / "run.pt"
+    short_run(tmp_path, 20, path=path)
+    with pytest.raises(ValueError, match=r"cannot resume.*meta_lr"):
+        short_run(tmp_path, 40, path=path, meta_lr=1e-2)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"non-finite at iteration \d+.*lower meta_lr"):
+        short_run(tmp_path, 200, meta_lr=1e6)
