@@ -12,12 +12,14 @@ from torch.func import functional_call, vmap
 
 from .checks import check_int_at_least, check_positive
 from .maml import Params, adaptation_steps
-from .tasks import sample_sinusoid_tasks
+from .tasks import X_RANGE, SinusoidTasks, oracle_inputs, sample_sinusoid_tasks
 
 EVAL_SEED = 20_170_703  # test tasks come from their own seed, never the training stream
+VALIDATION_SEED = 1_703_034  # validation tasks (e.g. to tune a step size) are neither training nor test tasks
 # Predicting y = 0 scores A²/2 <= 12.5 on every sinusoid task: an error above that is worse than knowing nothing.
 SINUSOID_DIVERGED_MSE = 5.0**2 / 2
 PAPER_TABLE2_MAML_K5 = {1: 0.67, 5: 0.38, 10: 0.35}  # Finn et al. 2017, Table 2 (K=5 sinusoid MSE)
+PAPER_TABLE2_PRETRAINED_K5 = {1: 2.41, 5: 2.23, 10: 2.19}
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,25 @@ def errors_after_steps(
         return StepCurve(vmap(one_task)(x_support, y_support, x_query, y_query))
 
 
+def predictions_after_steps(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor,
+                            x_grid: Tensor, *, inner_lr: float, max_steps: int) -> Tensor:
+    """One task's predictions on `x_grid` after 0..max_steps steps, shape (steps + 1, len(x_grid))."""
+    params = {name: p.detach() for name, p in params.items()}
+    with torch.no_grad():
+        return torch.stack([functional_call(model, p, (x_grid,))[..., 0] for p in adaptation_steps(
+            model, params, x_support, y_support, inner_lr=inner_lr, n_inner_steps=max_steps)])
+
+
+def sinusoid_test_tasks(k_shot: int, *, n_tasks: int = 600, n_query: int = 100, seed: int = EVAL_SEED,
+                        support_x_range: tuple[float, float] = X_RANGE,
+                        query_x_range: tuple[float, float] = X_RANGE) -> SinusoidTasks:
+    """The fixed held-out tasks for one K: every model is scored on exactly these."""
+    check_int_at_least("n_tasks", n_tasks, 1)
+    check_int_at_least("k_shot", k_shot, 1)
+    return sample_sinusoid_tasks(n_tasks, k_shot, n_query, generator=torch.Generator().manual_seed(seed + k_shot),
+                                 support_x_range=support_x_range, query_x_range=query_x_range)
+
+
 def evaluate_sinusoid(
     model: nn.Module,
     params: Params,
@@ -100,20 +121,48 @@ def evaluate_sinusoid(
     max_steps: int = 10,
     inner_lr: float = 0.01,
     seed: int = EVAL_SEED,
-    support_x_range: tuple[float, float] = (-5.0, 5.0),
+    support_x_range: tuple[float, float] = X_RANGE,
+    query_x_range: tuple[float, float] = X_RANGE,
 ) -> dict[int, StepCurve]:
     """MSE vs gradient steps for each K on `n_tasks` seeded test tasks (the paper's Figure 3 and Table 2).
 
-    The query set is `n_query` points spread over the whole input range, so the
-    number measures the whole curve, not just K more points.
+    The query set is `n_query` points spread over `query_x_range`, so the number
+    measures the whole curve, not just K more points.
     """
-    check_int_at_least("n_tasks", n_tasks, 1)
     device = next(iter(params.values())).device
     curves = {}
     for k_shot in k_shots:
-        check_int_at_least("k_shot", k_shot, 1)
-        tasks = sample_sinusoid_tasks(n_tasks, k_shot, n_query, generator=torch.Generator().manual_seed(seed + k_shot),
-                                      support_x_range=support_x_range).to(device)
+        tasks = sinusoid_test_tasks(k_shot, n_tasks=n_tasks, n_query=n_query, seed=seed,
+                                    support_x_range=support_x_range, query_x_range=query_x_range).to(device)
         curves[k_shot] = errors_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
                                             tasks.y_query, inner_lr=inner_lr, max_steps=max_steps)
     return curves
+
+
+def evaluate_sinusoid_oracle(model: nn.Module, params: Params, *, k_shots: Sequence[int] = (5, 10, 20),
+                             n_tasks: int = 600, n_query: int = 100, seed: int = EVAL_SEED) -> dict[int, StepCurve]:
+    """The oracle's MSE on the same test tasks; it is told A and φ, so it needs no steps (one column)."""
+    curves = {}
+    with torch.no_grad():
+        for k_shot in k_shots:
+            tasks = sinusoid_test_tasks(k_shot, n_tasks=n_tasks, n_query=n_query, seed=seed)
+            pred = functional_call(model, params, (oracle_inputs(tasks.x_query, tasks.amplitude, tasks.phase),))
+            curves[k_shot] = StepCurve(((pred - tasks.y_query) ** 2).mean(dim=(1, 2))[:, None])
+    return curves
+
+
+def tune_inner_lr(model: nn.Module, params: Params, candidates: Sequence[float], *,
+                  k_shots: Sequence[int] = (5, 10, 20), n_tasks: int = 600, max_steps: int = 10,
+                  seed: int = VALIDATION_SEED) -> tuple[float, dict[float, float]]:
+    """The step size with the lowest validation MSE, averaged over K and over steps 1..max_steps.
+
+    This is the paper's "automatically tuned step size" for the pretrained
+    baseline. It scores validation tasks (their own seed), never the test tasks.
+    """
+    scores = {}
+    for inner_lr in candidates:
+        curves = evaluate_sinusoid(model, params, k_shots=k_shots, n_tasks=n_tasks, max_steps=max_steps,
+                                   inner_lr=inner_lr, seed=seed)
+        score = torch.stack([c.mean[1:] for c in curves.values()]).mean()
+        scores[inner_lr] = float(score) if torch.isfinite(score) else float("inf")
+    return min(scores, key=scores.get), scores

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_int_at_least, check_positive
-from .maml import Params, meta_loss
+from .maml import Params, meta_loss, task_loss
 from .models import SinusoidMLP
-from .tasks import SinusoidTasks, sample_sinusoid_tasks
+from .tasks import SinusoidTasks, oracle_inputs, sample_sinusoid_tasks
 from .train import Objective, TrainConfig
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
@@ -48,6 +48,24 @@ def maml_objective(model: nn.Module, settings: MAMLSettings,
     return objective
 
 
+def pretrain_objective(model: nn.Module) -> Objective:
+    """(params, tasks) -> MSE on every point of every task, no adaptation: the paper's pretrained baseline."""
+    def objective(params: Params, tasks: SinusoidTasks) -> torch.Tensor:
+        x = torch.cat([tasks.x_support, tasks.x_query], dim=1)
+        y = torch.cat([tasks.y_support, tasks.y_query], dim=1)
+        return task_loss(model, params, x, y)
+    return objective
+
+
+def oracle_objective(model: nn.Module) -> Objective:
+    """(params, tasks) -> MSE of a model that also sees [A, φ]: the floor the others are judged against."""
+    def objective(params: Params, tasks: SinusoidTasks) -> torch.Tensor:
+        x = torch.cat([tasks.x_support, tasks.x_query], dim=1)
+        y = torch.cat([tasks.y_support, tasks.y_query], dim=1)
+        return task_loss(model, params, oracle_inputs(x, tasks.amplitude, tasks.phase), y)
+    return objective
+
+
 @dataclass(frozen=True)
 class Experiment:
     """A model, an objective and a task stream: everything `python -m helpers train NAME` needs."""
@@ -72,22 +90,54 @@ class Experiment:
         return CHECKPOINT_DIR / f"{self.name}.pt"
 
 
+SINUSOID_SETTINGS = MAMLSettings(inner_lr=0.01, n_inner_steps=1, meta_batch_size=25, k_shot=10, n_query=10)
+
+
+def _sinusoid_sampler(settings: MAMLSettings = SINUSOID_SETTINGS) -> Callable[[torch.Generator], SinusoidTasks]:
+    return lambda g: sample_sinusoid_tasks(settings.meta_batch_size, settings.k_shot, settings.n_query, generator=g)
+
+
 def _sinusoid_maml() -> Experiment:
-    settings = MAMLSettings(inner_lr=0.01, n_inner_steps=1, meta_batch_size=25, k_shot=10, n_query=10)
+    settings = SINUSOID_SETTINGS
     return Experiment(
         name="sinusoid_maml",
         description="MAML on sinusoids, the paper's schedule (K=10, α=0.01, 1 step, meta-batch 25, 70,000 its)",
         make_model=SinusoidMLP,
         make_objective=lambda model: maml_objective(model, settings),
-        make_sampler=lambda: lambda g: sample_sinusoid_tasks(settings.meta_batch_size, settings.k_shot,
-                                                             settings.n_query, generator=g),
+        make_sampler=_sinusoid_sampler,
         objective_config={"objective": "maml", **asdict(settings)},
+        train_config=TrainConfig(n_iterations=70_000, meta_lr=1e-3, compile=True),
+    )
+
+
+def _sinusoid_pretrained() -> Experiment:
+    return Experiment(
+        name="sinusoid_pretrained",
+        description="pretrained baseline: plain regression on all tasks' points, same tasks and iterations as MAML",
+        make_model=SinusoidMLP,
+        make_objective=pretrain_objective,
+        make_sampler=_sinusoid_sampler,
+        objective_config={"objective": "pretrain", "meta_batch_size": 25, "points_per_task": 20},
+        train_config=TrainConfig(n_iterations=70_000, meta_lr=1e-3, compile=True),
+    )
+
+
+def _sinusoid_oracle() -> Experiment:
+    return Experiment(
+        name="sinusoid_oracle",
+        description="oracle: the MLP also receives amplitude and phase ([x, A, φ] in), same tasks and iterations",
+        make_model=lambda: SinusoidMLP(in_features=3),
+        make_objective=oracle_objective,
+        make_sampler=_sinusoid_sampler,
+        objective_config={"objective": "oracle", "meta_batch_size": 25, "points_per_task": 20},
         train_config=TrainConfig(n_iterations=70_000, meta_lr=1e-3, compile=True),
     )
 
 
 EXPERIMENTS: dict[str, Callable[[], Experiment]] = {
     "sinusoid_maml": _sinusoid_maml,
+    "sinusoid_pretrained": _sinusoid_pretrained,
+    "sinusoid_oracle": _sinusoid_oracle,
 }
 
 

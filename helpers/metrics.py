@@ -5,12 +5,26 @@ from typing import Any
 
 from torch import nn
 
-from .evaluate import evaluate_sinusoid
+from .evaluate import StepCurve, evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr
+
+PRETRAINED_LR_CANDIDATES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def _summary(curve: StepCurve, steps: tuple[int, ...]) -> dict[str, Any]:
+    return {f"k5_step{s}": {"mean": round(float(curve.mean[s]), 4), "ci95": round(float(curve.ci95[s]), 4),
+                            "median": round(float(curve.median[s]), 4)} for s in steps}
 
 
 def experiment_metrics(experiment: str, model: nn.Module) -> dict[str, Any]:
-    """K=5 test MSE after 1/5/10 steps (mean, CI, median), for the sinusoid experiments."""
-    params = dict(model.named_parameters())
-    curve = evaluate_sinusoid(model, params, k_shots=(5,))[5]
-    return {f"k5_step{s}": {"mean": round(float(curve.mean[s]), 4), "ci95": round(float(curve.ci95[s]), 4),
-                            "median": round(float(curve.median[s]), 4)} for s in (1, 5, 10)}
+    """K=5 test MSE after 1/5/10 steps (mean, CI, median); the tuned step size for the pretrained model."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    if experiment == "sinusoid_oracle":
+        return _summary(evaluate_sinusoid_oracle(model, params, k_shots=(5,))[5], (0,))
+    inner_lr = 0.01
+    metrics: dict[str, Any] = {}
+    if experiment == "sinusoid_pretrained":
+        inner_lr, scores = tune_inner_lr(model, params, PRETRAINED_LR_CANDIDATES)
+        metrics["tuned_inner_lr"] = inner_lr
+        metrics["validation_scores"] = {str(k): round(v, 4) for k, v in scores.items()}
+    curve = evaluate_sinusoid(model, params, k_shots=(5,), inner_lr=inner_lr)[5]
+    return {**metrics, **_summary(curve, (1, 5, 10))}

@@ -70,3 +70,24 @@ class LiveLossPlot:
         self.ax.relim()
         self.ax.autoscale_view()
         self.handle.update(self.figure)
+
+
+def plot_adaptation(model, params, x_support: torch.Tensor, y_support: torch.Tensor, amplitude: float,
+                    phase: float, *, inner_lr: float, steps: Sequence[int] = (0, 1, 10), ax: Axes | None = None,
+                    title: str = "") -> Axes:
+    """One task: the true sine, the K points, and the model after each of `steps` (the paper's Figure 2)."""
+    from .evaluate import predictions_after_steps
+
+    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    x_grid = torch.linspace(*X_RANGE, 200)[:, None]
+    trajectory = predictions_after_steps(model, params, x_support, y_support, x_grid, inner_lr=inner_lr,
+                                         max_steps=max(steps))
+    ax.plot(x_grid[:, 0], sinusoid(x_grid[:, 0], amplitude, phase), color="tab:red", lw=2, label="ground truth")
+    ax.plot(x_support[:, 0], y_support[:, 0], "^", color="tab:purple", ms=8, label=f"{len(x_support)} points used")
+    styles = {0: dict(ls=":", color="tab:green")}
+    for step in steps:
+        label = "pre-update" if step == 0 else f"{step} grad step{'s' if step > 1 else ''}"
+        ax.plot(x_grid[:, 0], trajectory[step], label=label, **styles.get(step, dict(ls="--" if step == 1 else "-")))
+    ax.set(xlim=X_RANGE, ylim=(-6, 6), xlabel="x", ylabel="y", title=title)
+    ax.legend(fontsize=7, loc="lower left")
+    return ax

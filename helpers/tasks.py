@@ -77,3 +77,9 @@ def sample_sinusoid_tasks(
     x_query = _uniform((n_tasks, n_query, 1), *query_x_range, generator, dtype)
     a, p = amplitude[:, None, None], phase[:, None, None]
     return SinusoidTasks(x_support, sinusoid(x_support, a, p), x_query, sinusoid(x_query, a, p), amplitude, phase)
+
+
+def oracle_inputs(x: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
+    """[x, A, φ] for every point: the oracle is told which task it is on. x is (tasks, n, 1)."""
+    shape = x.shape[:-1] + (1,)
+    return torch.cat([x, amplitude[:, None, None].expand(shape), phase[:, None, None].expand(shape)], dim=-1)

@@ -11,43 +11,57 @@ import io
 from dataclasses import dataclass
 
 import ipywidgets as widgets
+import PIL.Image
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
 
-from .maml import Params, adaptation_steps
-from .tasks import X_RANGE, sample_sinusoid_tasks, sinusoid
+from .evaluate import predictions_after_steps
+from .maml import Params
+from .tasks import X_RANGE, oracle_inputs, sample_sinusoid_tasks, sinusoid
 
 MAX_K, MAX_STEPS = 40, 10
+HALF_RANGE = (-5.0, 0.0)
 
 
 @dataclass
 class Learner:
-    """A model and the step size it adapts with, drawn as one family of lines."""
+    """A model and the step size it adapts with, drawn as one family of lines.
+
+    `sees_task=True` marks the oracle: it is given [x, A, φ] and never adapts.
+    """
 
     name: str
     model: nn.Module
     params: Params
     inner_lr: float
     color: str = "tab:blue"
+    sees_task: bool = False
+
+
+def render_png(figure: Figure) -> bytes:
+    """The figure as PNG bytes; fast zlib level, since a redraw must take well under 100 ms."""
+    canvas = figure.canvas
+    canvas.draw()
+    image = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", compress_level=1)
+    return buffer.getvalue()
 
 
 class SinusoidAdaptationWidget:
     """True sine, K support points, and each learner before and after adaptation."""
 
     def __init__(self, learners: list[Learner], *, k_shot: int = 10, n_steps: int = 1, seed: int = 0,
-                 support_x_range: tuple[float, float] = X_RANGE, figsize: tuple[float, float] = (7.5, 4.0),
-                 dpi: int = 80) -> None:
+                 half_range_toggle: bool = False, figsize: tuple[float, float] = (7.5, 4.0), dpi: int = 80) -> None:
         self.learners = learners
         self.generator = torch.Generator().manual_seed(seed)
-        self.support_x_range = support_x_range
         self.x_grid = torch.linspace(*X_RANGE, 200)[:, None]
-        self.dpi = dpi
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
 
-        self.figure = Figure(figsize=figsize)
+        self.figure = Figure(figsize=figsize, dpi=dpi)
         FigureCanvasAgg(self.figure)
         self.ax = self.figure.subplots()
         grid = self.x_grid[:, 0].numpy()
@@ -55,12 +69,13 @@ class SinusoidAdaptationWidget:
         self.support_dots, = self.ax.plot([], [], "^", color="tab:purple", ms=8, label="K support points")
         self.before_lines, self.after_lines = [], []
         for learner in learners:
-            self.before_lines.append(self.ax.plot(grid, grid * 0, ls=":", color=learner.color,
-                                                  label=f"{learner.name}, before adaptation")[0])
-            self.after_lines.append(self.ax.plot(grid, grid * 0, color=learner.color, lw=2,
-                                                 label=f"{learner.name}, after steps")[0])
+            before_label = f"{learner.name} (knows A, φ)" if learner.sees_task else f"{learner.name}, before adaptation"
+            self.before_lines.append(self.ax.plot(grid, grid * 0, ls="--" if learner.sees_task else ":",
+                                                  color=learner.color, label=before_label)[0])
+            after = self.ax.plot(grid, grid * 0, color=learner.color, lw=2, label=f"{learner.name}, after steps")[0]
+            after.set_visible(not learner.sees_task)
+            self.after_lines.append(after)
         self.ax.set(xlim=X_RANGE, ylim=(-6, 6), xlabel="x", ylabel="y")
-        self.ax.legend(loc="upper right", fontsize=8)
         self.figure.tight_layout()
 
         self.k_slider = widgets.IntSlider(value=k_shot, min=1, max=MAX_K, description="K (shots)",
@@ -68,21 +83,30 @@ class SinusoidAdaptationWidget:
         self.steps_slider = widgets.IntSlider(value=n_steps, min=0, max=MAX_STEPS, description="grad steps",
                                               continuous_update=False)
         self.new_task_button = widgets.Button(description="new task", icon="refresh")
+        self.half_range = widgets.Checkbox(value=False, description="support points from x < 0 only",
+                                           layout=widgets.Layout(display=None if half_range_toggle else "none"))
         self.readout = widgets.HTML()
         self.image = widgets.Image(format="png")
         self.errors = widgets.Output()  # a failing callback shows its traceback here instead of vanishing
         self.k_slider.observe(self._on_change, names="value")
         self.steps_slider.observe(self._on_change, names="value")
+        self.half_range.observe(self._on_half_range, names="value")
         self.new_task_button.on_click(self._on_new_task)
         self.new_task()
 
     # -- state -------------------------------------------------------------
     def new_task(self) -> None:
-        """Draw a task and a pool of MAX_K support points; K takes the first K of them."""
-        pool = sample_sinusoid_tasks(1, MAX_K, generator=self.generator, support_x_range=self.support_x_range)
-        self.amplitude, self.phase = pool.amplitude[0], pool.phase[0]
-        self.x_pool, self.y_pool = pool.x_support[0], pool.y_support[0]
+        """Draw a task, then its pool of support points."""
+        task = sample_sinusoid_tasks(1, 1, generator=self.generator)
+        self.amplitude, self.phase = task.amplitude[0], task.phase[0]
         self.y_true = sinusoid(self.x_grid, self.amplitude, self.phase)
+        self.resample_support()
+
+    def resample_support(self) -> None:
+        """MAX_K support points of the current task; K takes the first K of them."""
+        low, high = HALF_RANGE if self.half_range.value else X_RANGE
+        self.x_pool = low + (high - low) * torch.rand(MAX_K, 1, generator=self.generator)
+        self.y_pool = sinusoid(self.x_pool, self.amplitude, self.phase)
         self._cache.clear()
         self.update()
 
@@ -90,12 +114,15 @@ class SinusoidAdaptationWidget:
         """Predictions on the grid after 0..MAX_STEPS steps on the first K points, (steps + 1, grid)."""
         key = (learner.name, k_shot)
         if key not in self._cache:
-            with torch.no_grad():
-                self._cache[key] = torch.stack([
-                    functional_call(learner.model, p, (self.x_grid,))[:, 0]
-                    for p in adaptation_steps(learner.model, learner.params, self.x_pool[:k_shot],
-                                              self.y_pool[:k_shot], inner_lr=learner.inner_lr,
-                                              n_inner_steps=MAX_STEPS)])
+            if learner.sees_task:
+                inputs = oracle_inputs(self.x_grid[None], self.amplitude[None], self.phase[None])[0]
+                with torch.no_grad():
+                    self._cache[key] = functional_call(learner.model, learner.params, (inputs,))[:, 0].expand(
+                        MAX_STEPS + 1, -1)
+            else:
+                self._cache[key] = predictions_after_steps(
+                    learner.model, learner.params, self.x_pool[:k_shot], self.y_pool[:k_shot], self.x_grid,
+                    inner_lr=learner.inner_lr, max_steps=MAX_STEPS)
         return self._cache[key]
 
     # -- drawing -----------------------------------------------------------
@@ -111,15 +138,17 @@ class SinusoidAdaptationWidget:
             after.set_label(f"{learner.name}, after {steps} step{'s' if steps != 1 else ''}")
             mse = float(((trajectory[steps] - self.y_true[:, 0]) ** 2).mean())
             parts.append(f"{learner.name}: MSE on the curve = {mse:.3f}")
-        self.ax.legend(loc="upper right", fontsize=8)
+        self.ax.legend(loc="upper right", fontsize=7, ncols=2 if len(self.learners) > 1 else 1)
         self.readout.value = "<br>".join(parts)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=self.dpi)
-        self.image.value = buffer.getvalue()
+        self.image.value = render_png(self.figure)
 
     def _on_change(self, _change: dict) -> None:
         with self.errors:
             self.update()
+
+    def _on_half_range(self, _change: dict) -> None:
+        with self.errors:
+            self.resample_support()
 
     def _on_new_task(self, _button: widgets.Button) -> None:
         with self.errors:
@@ -127,7 +156,81 @@ class SinusoidAdaptationWidget:
 
     def widget(self) -> widgets.Widget:
         controls = widgets.HBox([self.k_slider, self.steps_slider, self.new_task_button])
-        return widgets.VBox([controls, self.readout, self.image, self.errors])
+        return widgets.VBox([controls, self.half_range, self.readout, self.image, self.errors])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.widget())
+
+
+class ClickToAdaptWidget:
+    """Place support points by clicking on the plot and watch each learner adapt to them.
+
+    Needs an interactive canvas (`%matplotlib widget`, from ipympl): pass a
+    figure made after switching to it. `add_point(x, y)` is what a click calls,
+    so code (and tests) can place points too.
+    """
+
+    def __init__(self, learners: list[Learner], figure, *, n_steps: int = 5) -> None:
+        self.learners = [learner for learner in learners if not learner.sees_task]
+        self.figure, self.ax = figure, figure.add_subplot()
+        self.x_grid = torch.linspace(*X_RANGE, 200)[:, None]
+        self.points: list[tuple[float, float]] = []
+        grid = self.x_grid[:, 0].numpy()
+        self.dots, = self.ax.plot([], [], "^", color="tab:purple", ms=9, label="your points")
+        self.lines = [self.ax.plot(grid, grid * 0, color=learner.color, lw=2, label=learner.name)[0]
+                      for learner in self.learners]
+        self.ax.set(xlim=X_RANGE, ylim=(-6, 6), xlabel="x (click to add a point)", ylabel="y",
+                    title="Click to place support points")
+        self.ax.legend(loc="upper right", fontsize=8)
+        self.steps_slider = widgets.IntSlider(value=n_steps, min=0, max=MAX_STEPS, description="grad steps",
+                                              continuous_update=False)
+        self.clear_button = widgets.Button(description="clear points", icon="trash")
+        self.readout = widgets.HTML()
+        self.errors = widgets.Output()
+        self.steps_slider.observe(lambda _change: self._safely(self.update), names="value")
+        self.clear_button.on_click(lambda _button: self._safely(self.clear))
+        figure.canvas.mpl_connect("button_press_event", self._on_click)
+        self.update()
+
+    def add_point(self, x: float, y: float) -> None:
+        self.points.append((float(x), float(y)))
+        self.update()
+
+    def clear(self) -> None:
+        self.points.clear()
+        self.update()
+
+    def update(self) -> None:
+        steps = self.steps_slider.value
+        if self.points:
+            support = torch.tensor(self.points)
+            x_support, y_support = support[:, :1], support[:, 1:]
+            self.dots.set_data(support[:, 0], support[:, 1])
+        else:
+            self.dots.set_data([], [])
+        for learner, line in zip(self.learners, self.lines):
+            if self.points:
+                prediction = predictions_after_steps(learner.model, learner.params, x_support, y_support,
+                                                     self.x_grid, inner_lr=learner.inner_lr, max_steps=steps)[-1]
+            else:
+                with torch.no_grad():
+                    prediction = functional_call(learner.model, learner.params, (self.x_grid,))[:, 0]
+            line.set_ydata(prediction)
+        self.readout.value = f"{len(self.points)} point(s), {steps} gradient step(s)"
+        self.figure.canvas.draw_idle()
+
+    def _on_click(self, event) -> None:
+        if event.inaxes is self.ax and event.xdata is not None:
+            self._safely(lambda: self.add_point(event.xdata, event.ydata))
+
+    def _safely(self, action) -> None:
+        with self.errors:
+            action()
+
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.steps_slider, self.clear_button]), self.readout,
+                             self.figure.canvas, self.errors])
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
