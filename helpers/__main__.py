@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = train(model, experiment.make_objective(model), experiment.make_sampler(), config,
                    experiment=experiment.name, objective_config=experiment.objective_config,
-                   checkpoint_path=out, resume=not args.fresh, device=args.device, command=command)
+                   checkpoint_path=out, resume=not args.fresh, device=args.device, command=command,
+                   validate=experiment.make_validator() if experiment.make_validator else None,
+                   validate_every=experiment.validate_every)
     seconds = time.perf_counter() - started
     checkpoint = result.checkpoint
     checkpoint.metrics = experiment_metrics(experiment.name, result.model)

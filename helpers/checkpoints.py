@@ -25,6 +25,7 @@ class Checkpoint:
     command: str = ""
     loss_history: list[float] = field(default_factory=list)  # mean loss over each `log_every` iterations
     metrics: dict[str, Any] = field(default_factory=dict)
+    validation_history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, score)
     optimizer_state: dict[str, Any] | None = None  # only needed to resume
     generator_state: torch.Tensor | None = None  # only needed to resume
 

@@ -1,7 +1,7 @@
 """Named experiments: the paper's settings in one table, so one command trains any of them."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,7 +11,10 @@ from torch import nn
 
 from .checks import check_int_at_least, check_positive
 from .maml import Params, meta_loss, task_loss
-from .models import SinusoidMLP
+from .episodes import sample_episodes
+from .evaluate import VALIDATION_SEED, evaluate_fewshot
+from .models import ConvNet, SinusoidMLP
+from .omniglot import load_omniglot
 from .tasks import SinusoidTasks, oracle_inputs, sample_sinusoid_tasks
 from .train import Objective, TrainConfig
 
@@ -77,7 +80,8 @@ class Experiment:
     make_sampler: Callable[[], Callable[[torch.Generator], Any]]
     objective_config: dict[str, Any]
     train_config: TrainConfig
-    extra: dict[str, Any] = field(default_factory=dict)
+    make_validator: Callable[[], Callable[[nn.Module], float]] | None = None  # validation score, higher is better
+    validate_every: int = 0
 
     def new_model(self, seed: int) -> nn.Module:
         """A freshly initialised model; the seed fixes its weights without touching the global RNG."""
@@ -134,10 +138,57 @@ def _sinusoid_oracle() -> Experiment:
     )
 
 
+# name: (n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size), the paper's section 5.2 and appendix A.1
+OMNIGLOT_CELLS = {
+    "omniglot_5way_1shot": (5, 1, 0.4, 1, 32),
+    "omniglot_5way_5shot": (5, 5, 0.4, 1, 32),
+    "omniglot_20way_1shot": (20, 1, 0.1, 5, 16),
+    "omniglot_20way_5shot": (20, 5, 0.1, 5, 16),
+}
+PAPER_OMNIGLOT = {  # Finn et al. 2017, Table 1: accuracy % and its 95% CI
+    "omniglot_5way_1shot": (98.7, 0.4), "omniglot_5way_5shot": (99.9, 0.1),
+    "omniglot_20way_1shot": (95.8, 0.3), "omniglot_20way_5shot": (98.9, 0.2),
+}
+
+
+def _omniglot(name: str) -> Experiment:
+    n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size = OMNIGLOT_CELLS[name]
+    # K query images per class while meta-training, as in the reference code; 15 per class at test time
+    settings = MAMLSettings(inner_lr=inner_lr, n_inner_steps=n_inner_steps, meta_batch_size=meta_batch_size,
+                            k_shot=k_shot, n_query=k_shot, task_batching="vmap")
+
+    def make_sampler() -> Callable[[torch.Generator], Any]:
+        images = load_omniglot().split_images("train")
+        return lambda g: sample_episodes(images, meta_batch_size, n_way, k_shot, k_shot, generator=g)
+
+    def make_validator() -> Callable[[nn.Module], float]:
+        images = load_omniglot().split_images("val")
+
+        def validate(model: nn.Module) -> float:
+            curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=n_way, k_shot=k_shot,
+                                     n_tasks=100, inner_lr=inner_lr, max_steps=n_inner_steps, seed=VALIDATION_SEED)
+            return float(curve.mean[-1])
+        return validate
+
+    return Experiment(
+        name=name,
+        description=f"MAML on Omniglot, {n_way}-way {k_shot}-shot (α={inner_lr}, {n_inner_steps} step(s), "
+                    f"meta-batch {meta_batch_size}, 60,000 its)",
+        make_model=lambda: ConvNet(n_way),
+        make_objective=lambda model: maml_objective(model, settings, loss_fn=F.cross_entropy),
+        make_sampler=make_sampler,
+        objective_config={"objective": "maml", "data": "omniglot", "n_way": n_way, **asdict(settings)},
+        train_config=TrainConfig(n_iterations=60_000, meta_lr=1e-3, log_every=50, checkpoint_every=500),
+        make_validator=make_validator,
+        validate_every=500,
+    )
+
+
 EXPERIMENTS: dict[str, Callable[[], Experiment]] = {
     "sinusoid_maml": _sinusoid_maml,
     "sinusoid_pretrained": _sinusoid_pretrained,
     "sinusoid_oracle": _sinusoid_oracle,
+    **{name: (lambda name=name: _omniglot(name)) for name in OMNIGLOT_CELLS},
 }
 
 

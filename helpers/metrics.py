@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from .evaluate import StepCurve, evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr
+from .evaluate import StepCurve, evaluate_fewshot, evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr
 
 PRETRAINED_LR_CANDIDATES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -15,8 +15,24 @@ def _summary(curve: StepCurve, steps: tuple[int, ...]) -> dict[str, Any]:
                             "median": round(float(curve.median[s]), 4)} for s in steps}
 
 
+def fewshot_metrics(experiment: str, model: nn.Module) -> dict[str, Any]:
+    """Test accuracy (%) over 600 seeded test tasks after the training's number of steps and after 10."""
+    from .experiments import OMNIGLOT_CELLS
+    from .omniglot import load_omniglot
+
+    n_way, k_shot, inner_lr, n_inner_steps, _ = OMNIGLOT_CELLS[experiment]
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    curve = evaluate_fewshot(model, params, load_omniglot().split_images("test"), n_way=n_way, k_shot=k_shot,
+                             inner_lr=inner_lr, max_steps=10)
+    return {f"test_accuracy_step{s}": {"mean": round(100 * float(curve.mean[s]), 2),
+                                       "ci95": round(100 * float(curve.ci95[s]), 2)}
+            for s in sorted({0, 1, n_inner_steps, 10})} | {"test_tasks": 600, "query_per_class": 15}
+
+
 def experiment_metrics(experiment: str, model: nn.Module) -> dict[str, Any]:
     """K=5 test MSE after 1/5/10 steps (mean, CI, median); the tuned step size for the pretrained model."""
+    if experiment.startswith("omniglot"):
+        return fewshot_metrics(experiment, model)
     params = {k: v.detach() for k, v in model.named_parameters()}
     if experiment == "sinusoid_oracle":
         return _summary(evaluate_sinusoid_oracle(model, params, k_shots=(5,))[5], (0,))

@@ -30,7 +30,69 @@ class SinusoidMLP(nn.Module):
         return {"name": "SinusoidMLP", "in_features": self.in_features, "hidden": list(self.hidden)}
 
 
-MODELS: dict[str, type[nn.Module]] = {"SinusoidMLP": SinusoidMLP}
+class BatchStatsNorm2d(nn.Module):
+    """Batch norm that always uses the statistics of the batch it is given, with a learned scale and shift.
+
+    The same as ``nn.BatchNorm2d(track_running_stats=False)``, written in plain
+    tensor ops because torch.func.vmap differentiates those correctly to second
+    order, while it gets the built-in kernel's second derivatives wrong
+    (tests/test_conv_meta_gradient.py shows both).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, H, W)
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class ConvNet(nn.Module):
+    """The paper's few-shot classifier: 4 blocks of [3x3 conv, batch norm, ReLU], then a linear layer.
+
+    Omniglot: 64 filters, stride-2 convolutions, no pooling. MiniImagenet: 32
+    filters, stride 1 and 2x2 max-pooling. Batch norm always normalises with the
+    statistics of the batch it sees (no running averages), at meta-training and
+    at meta-test time, as in the reference code; its scale and shift are
+    ordinary parameters, adapted in the inner loop like the rest.
+    """
+
+    def __init__(self, n_way: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
+                 downsample: str = "stride") -> None:
+        super().__init__()
+        if downsample not in ("stride", "maxpool"):
+            raise ValueError(f"downsample must be 'stride' or 'maxpool', got {downsample!r}")
+        blocks: list[nn.Module] = []
+        size, channels = image_size, in_channels
+        for _ in range(4):
+            stride = 2 if downsample == "stride" else 1
+            blocks += [nn.Conv2d(channels, hidden, 3, stride=stride, padding=1),
+                       BatchStatsNorm2d(hidden), nn.ReLU()]
+            if downsample == "maxpool":
+                blocks.append(nn.MaxPool2d(2))
+            size = (size + 1) // 2 if downsample == "stride" else size // 2
+            channels = hidden
+        self.features = nn.Sequential(*blocks, nn.Flatten())
+        self.classifier = nn.Linear(hidden * size * size, n_way)
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        self._config = {"name": "ConvNet", "n_way": n_way, "in_channels": in_channels, "hidden": hidden,
+                        "image_size": image_size, "downsample": downsample}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, H, W) -> (batch, n_way) logits
+        return self.classifier(self.features(x))
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+
+MODELS: dict[str, type[nn.Module]] = {"SinusoidMLP": SinusoidMLP, "ConvNet": ConvNet}
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -39,6 +101,6 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     name = kwargs.pop("name", None)
     if name not in MODELS:
         raise ValueError(f"unknown model name {name!r} in config; known: {sorted(MODELS)}")
-    if "hidden" in kwargs:
+    if isinstance(kwargs.get("hidden"), list):
         kwargs["hidden"] = tuple(kwargs["hidden"])
     return MODELS[name](**kwargs)

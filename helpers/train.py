@@ -68,6 +68,8 @@ def train(
     command: str | None = None,
     progress: bool = True,
     on_log: Callable[[int, list[float]], None] | None = None,
+    validate: Callable[[nn.Module], float] | None = None,
+    validate_every: int = 0,
 ) -> TrainResult:
     """Minimise `objective` with Adam for `config.n_iterations` iterations.
 
@@ -76,7 +78,12 @@ def train(
     `checkpoint_path`, state is saved every `checkpoint_every` iterations and a
     later call resumes from it, ending with the same weights as an unbroken run.
     `on_log(iteration, loss_history)` is called every `log_every` iterations (live plots).
+    `validate(model)` runs every `validate_every` iterations (a multiple of
+    `log_every`); its scores are kept in the checkpoint's `validation_history`.
     """
+    if validate is not None and (validate_every < 1 or validate_every % config.log_every):
+        raise ValueError(f"validate_every must be a positive multiple of log_every ({config.log_every}), "
+                         f"got {validate_every}")
     device = default_device(device)
     model = model.to(device)
     hyper = {**objective_config, **asdict(config)}
@@ -84,6 +91,7 @@ def train(
     torch.manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr, fused=device.type in ("cpu", "cuda"))
     loss_history: list[float] = []
+    validation_history: list[tuple[int, float]] = []
     start = 0
     if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
         saved = load_checkpoint(checkpoint_path, expected_model_config=model.config())
@@ -96,18 +104,16 @@ def train(
             optimizer.load_state_dict(saved.optimizer_state)
             generator.set_state(saved.generator_state)
         start, loss_history = saved.iteration, list(saved.loss_history)
+        validation_history = [tuple(entry) for entry in saved.validation_history]
 
     params = dict(model.named_parameters())
-    gradient_fn = grad_and_value(objective)
-    if config.compile:
-        gradient_fn = torch.compile(gradient_fn, dynamic=False)
+    gradient_fn = _gradient_function(objective, config.compile)
     window = torch.zeros(config.log_every, device=device)
     bar = tqdm(total=config.n_iterations, initial=start, desc=experiment, disable=not progress,
                unit="it", file=sys.stdout, mininterval=0.5)
     for iteration in range(start, config.n_iterations):
         batch = sample_batch(generator).to(device)
-        detached = {name: p.detach() for name, p in params.items()}
-        grads, loss = gradient_fn(detached, batch)
+        grads, loss = gradient_fn(params, batch)
         for name, p in params.items():
             p.grad = grads[name]
         optimizer.step()
@@ -125,29 +131,51 @@ def train(
             loss_history.append(float(losses.mean()))
             bar.set_postfix(loss=f"{loss_history[-1]:.4f}", refresh=False)
             bar.update(done - bar.n)
+            if validate is not None and done % validate_every == 0:
+                validation_history.append((done, float(validate(model))))
+                bar.write(f"{experiment}: iteration {done}, validation score {validation_history[-1][1]:.4f}")
             if on_log is not None:
                 on_log(done, loss_history)
         checkpoint_due = done % config.checkpoint_every == 0 or done == config.n_iterations
         if checkpoint_path is not None and checkpoint_due:
-            save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, experiment,
-                                      hyper, command), checkpoint_path)
+            save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, validation_history,
+                                      experiment, hyper, command), checkpoint_path)
     bar.close()
     final = _snapshot(model, optimizer, generator, config.n_iterations if start < config.n_iterations else start,
-                      loss_history, experiment, hyper, command)
+                      loss_history, validation_history, experiment, hyper, command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final)
 
 
+def _gradient_function(objective: Objective, compile: bool) -> Callable[[Params, Any], tuple[Params, Tensor]]:
+    """(params, batch) -> (gradients, loss).
+
+    Compiled, the whole meta-gradient is one torch.func graph (about 4x faster
+    for the sinusoid MLP). Eager, plain autograd is faster than torch.func's
+    outer grad, by about a quarter for the conv nets.
+    """
+    if compile:
+        compiled = torch.compile(grad_and_value(objective), dynamic=False)
+        return lambda params, batch: compiled({k: p.detach() for k, p in params.items()}, batch)
+
+    def gradient(params: Params, batch: Any) -> tuple[Params, Tensor]:
+        loss = objective(params, batch)
+        return dict(zip(params, torch.autograd.grad(loss, list(params.values())))), loss
+    return gradient
+
+
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, iteration: int,
-              loss_history: list[float], experiment: str, hyper: dict[str, Any], command: str | None) -> Checkpoint:
+              loss_history: list[float], validation_history: list[tuple[int, float]], experiment: str,
+              hyper: dict[str, Any], command: str | None) -> Checkpoint:
     return Checkpoint(
         experiment=experiment, model_config=model.config(),
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         iteration=iteration, train_config=hyper, command=command or " ".join(sys.argv),
-        loss_history=list(loss_history), optimizer_state=optimizer.state_dict(),
+        loss_history=list(loss_history), validation_history=list(validation_history),
+        optimizer_state=optimizer.state_dict(),
         generator_state=generator.get_state())
 
 
-_MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile"}
+_MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile", "log_every"}
 
 
 def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -> None:

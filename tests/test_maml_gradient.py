@@ -7,7 +7,7 @@ from torch.func import functional_call
 from helpers import SinusoidMLP, meta_loss, sample_sinusoid_tasks
 
 
-def reference_meta_gradient(model, params, tasks, *, inner_lr, n_inner_steps, first_order):
+def reference_meta_gradient(model, params, tasks, *, inner_lr, n_inner_steps, first_order, loss_fn=F.mse_loss):
     """Algorithm 1 of the paper, written out with nothing but autograd.grad, one task at a time."""
     names = list(params)
     total = 0.0
@@ -15,10 +15,10 @@ def reference_meta_gradient(model, params, tasks, *, inner_lr, n_inner_steps, fi
         fast = [params[n] for n in names]
         for _ in range(n_inner_steps):
             pred = functional_call(model, dict(zip(names, fast)), (tasks.x_support[i],))
-            loss = F.mse_loss(pred, tasks.y_support[i])
+            loss = loss_fn(pred, tasks.y_support[i])
             grads = torch.autograd.grad(loss, fast, create_graph=not first_order)
             fast = [w - inner_lr * g for w, g in zip(fast, grads)]
-        query = F.mse_loss(functional_call(model, dict(zip(names, fast)), (tasks.x_query[i],)), tasks.y_query[i])
+        query = loss_fn(functional_call(model, dict(zip(names, fast)), (tasks.x_query[i],)), tasks.y_query[i])
         total = total + query / len(tasks)
     return dict(zip(names, torch.autograd.grad(total, [params[n] for n in names])))
 

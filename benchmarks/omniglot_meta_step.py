@@ -1,0 +1,169 @@
+"""Seconds per Omniglot meta-iteration (and peak memory): helpers against a plain loop, `higher`, `learn2learn`.
+
+Cells: 5-way 1-shot (α=0.4, 1 step, meta-batch 32) and 20-way 1-shot (α=0.1,
+5 steps, meta-batch 16), second and first order, with 15 query images per class
+(the paper's evaluation shape; the reference code trains with 1). Variants run
+in one process, interleaved; medians and ratios are printed. Peak memory is
+measured per variant in a fresh subprocess (CPU: max RSS; CUDA: the allocator's peak).
+
+    OMNIGLOT_DIR=../shared/data/omniglot python benchmarks/omniglot_meta_step.py [--device cuda] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from helpers.episodes import sample_episodes
+from helpers.experiments import MAMLSettings, maml_objective
+from helpers.models import ConvNet
+from helpers.omniglot import load_omniglot
+
+CELLS = {"5-way 1-shot": (5, 0.4, 1, 32), "20-way 1-shot": (20, 0.1, 5, 16)}  # n_way, α, steps, meta-batch
+N_QUERY = 15
+Step = Callable[[], None]
+
+
+def setup(n_way: int, meta_batch_size: int, device: str):
+    torch.manual_seed(0)
+    model = ConvNet(n_way).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images = load_omniglot().split_images("train")
+    generator = torch.Generator().manual_seed(0)
+    return model, optimizer, lambda: sample_episodes(images, meta_batch_size, n_way, 1, N_QUERY,
+                                                     generator=generator).to(device)
+
+
+def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "loop") -> Step:
+    n_way, inner_lr, steps, batch = CELLS[cell]
+    model, optimizer, tasks = setup(n_way, batch, device)
+    objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, 1, N_QUERY, first_order, task_batching),
+                               loss_fn=F.cross_entropy)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        objective(dict(model.named_parameters()), tasks()).backward()
+        optimizer.step()
+    return step
+
+
+def plain_step(cell: str, first_order: bool, device: str) -> Step:
+    n_way, inner_lr, steps, batch = CELLS[cell]
+    model, optimizer, tasks = setup(n_way, batch, device)
+    params = dict(model.named_parameters())
+
+    def step() -> None:
+        episodes = tasks()
+        optimizer.zero_grad()
+        for i in range(batch):
+            fast = params
+            for _ in range(steps):
+                loss = F.cross_entropy(functional_call(model, fast, (episodes.x_support[i],)), episodes.y_support[i])
+                grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+                fast = {k: p - inner_lr * g for (k, p), g in zip(fast.items(), grads)}
+            query = F.cross_entropy(functional_call(model, fast, (episodes.x_query[i],)), episodes.y_query[i])
+            (query / batch).backward()
+        optimizer.step()
+    return step
+
+
+def higher_step(cell: str, first_order: bool, device: str) -> Step:
+    import higher
+
+    n_way, inner_lr, steps, batch = CELLS[cell]
+    model, optimizer, tasks = setup(n_way, batch, device)
+    inner = torch.optim.SGD(model.parameters(), lr=inner_lr)
+
+    def step() -> None:
+        episodes = tasks()
+        optimizer.zero_grad()
+        for i in range(batch):
+            with higher.innerloop_ctx(model, inner, copy_initial_weights=False,
+                                      track_higher_grads=not first_order) as (fmodel, diffopt):
+                for _ in range(steps):
+                    diffopt.step(F.cross_entropy(fmodel(episodes.x_support[i]), episodes.y_support[i]))
+                (F.cross_entropy(fmodel(episodes.x_query[i]), episodes.y_query[i]) / batch).backward()
+        optimizer.step()
+    return step
+
+
+def learn2learn_step(cell: str, first_order: bool, device: str) -> Step:
+    import learn2learn
+
+    n_way, inner_lr, steps, batch = CELLS[cell]
+    model, optimizer, tasks = setup(n_way, batch, device)
+    maml = learn2learn.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
+
+    def step() -> None:
+        episodes = tasks()
+        optimizer.zero_grad()
+        for i in range(batch):
+            learner = maml.clone()
+            for _ in range(steps):
+                learner.adapt(F.cross_entropy(learner(episodes.x_support[i]), episodes.y_support[i]))
+            (F.cross_entropy(learner(episodes.x_query[i]), episodes.y_query[i]) / batch).backward()
+        optimizer.step()
+    return step
+
+
+VARIANTS = {"helpers (loop)": helpers_step, "plain loop": plain_step, "higher": higher_step,
+            "learn2learn": learn2learn_step}
+
+
+def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
+    """Run 3 iterations of one variant in a fresh process and return its peak memory."""
+    code = (f"import sys, json, resource, torch; sys.path.insert(0, 'benchmarks'); import omniglot_meta_step as b; "
+            f"s = b.VARIANTS[{variant!r}]({cell!r}, {first_order}, {device!r}); torch.cuda.is_available() and "
+            f"torch.cuda.reset_peak_memory_stats(); [s() for _ in range(3)]; "
+            f"print(json.dumps(torch.cuda.max_memory_allocated() / 2**20 if {device!r} == 'cuda' else "
+            f"resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=3, help="meta-iterations per variant per round")
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {N_QUERY} query/class")
+    for cell in CELLS:
+        for first_order in (False, True):
+            steps: dict[str, Step] = {}
+            for name, build in VARIANTS.items():
+                try:
+                    steps[name] = build(cell, first_order, args.device)
+                    steps[name]()  # warm-up
+                except ImportError as error:
+                    print(f"  {name}: skipped ({error}; see benchmarks/README.md)")
+            times: dict[str, list[float]] = {name: [] for name in steps}
+            for _ in range(args.rounds):
+                for name, step in steps.items():
+                    started = time.perf_counter()
+                    for _ in range(args.iterations):
+                        step()
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()
+                    times[name].append((time.perf_counter() - started) / args.iterations)
+            base = statistics.median(times["helpers (loop)"])
+            order = "first order" if first_order else "second order"
+            print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'peak MiB':>10s}")
+            for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
+                memory = float("nan") if args.no_memory else peak_memory_mib(name, cell, first_order, args.device)
+                print(f"  {name:22s} {statistics.median(values):12.3f} {statistics.median(values) / base:10.2f} "
+                      f"{memory:10.0f}")
+
+
+if __name__ == "__main__":
+    main()
