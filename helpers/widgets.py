@@ -1,8 +1,9 @@
 """Live adaptation widgets: move K or the number of steps and watch the fit change.
 
 The figure is built once and rendered to an `ipywidgets.Image`; a slider move
-only swaps line data (adaptation trajectories are cached per K), so a move
-costs a few milliseconds of compute and one PNG render. This works the same in
+only swaps line data (adaptation trajectories are cached per K) and redraws
+those lines over a cached background (blitting), so a move costs a few
+milliseconds of compute and one PNG encoding. This works the same in
 JupyterLab, Voilà and nbval, with no frontend extension.
 """
 from __future__ import annotations
@@ -41,10 +42,11 @@ class Learner:
     sees_task: bool = False
 
 
-def render_png(figure: Figure) -> bytes:
+def render_png(figure: Figure, *, draw: bool = True) -> bytes:
     """The figure as PNG bytes; fast zlib level, since a redraw must take well under 100 ms."""
     canvas = figure.canvas
-    canvas.draw()
+    if draw:
+        canvas.draw()
     image = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     buffer = io.BytesIO()
     image.save(buffer, format="png", compress_level=1)
@@ -55,7 +57,7 @@ class SinusoidAdaptationWidget:
     """True sine, K support points, and each learner before and after adaptation."""
 
     def __init__(self, learners: list[Learner], *, k_shot: int = 10, n_steps: int = 1, seed: int = 0,
-                 half_range_toggle: bool = False, figsize: tuple[float, float] = (7.5, 4.0), dpi: int = 80) -> None:
+                 half_range_toggle: bool = False, figsize: tuple[float, float] = (9.0, 4.0), dpi: int = 80) -> None:
         self.learners = learners
         self.generator = torch.Generator().manual_seed(seed)
         self.x_grid = torch.linspace(*X_RANGE, 200)[:, None]
@@ -65,18 +67,24 @@ class SinusoidAdaptationWidget:
         FigureCanvasAgg(self.figure)
         self.ax = self.figure.subplots()
         grid = self.x_grid[:, 0].numpy()
-        self.true_line, = self.ax.plot(grid, grid * 0, color="k", lw=2, label="true function")
+        self.true_line, = self.ax.plot(grid, grid * 0, color="tab:red", lw=2, label="true function")
         self.support_dots, = self.ax.plot([], [], "^", color="tab:purple", ms=8, label="K support points")
         self.before_lines, self.after_lines = [], []
         for learner in learners:
             before_label = f"{learner.name} (knows A, φ)" if learner.sees_task else f"{learner.name}, before adaptation"
             self.before_lines.append(self.ax.plot(grid, grid * 0, ls="--" if learner.sees_task else ":",
                                                   color=learner.color, label=before_label)[0])
-            after = self.ax.plot(grid, grid * 0, color=learner.color, lw=2, label=f"{learner.name}, after steps")[0]
+            after = self.ax.plot(grid, grid * 0, color=learner.color, lw=2,  # "_" keeps a hidden line out of the legend
+                                 label=f"{'_' if learner.sees_task else ''}{learner.name}, after the chosen steps")[0]
             after.set_visible(not learner.sees_task)
             self.after_lines.append(after)
         self.ax.set(xlim=X_RANGE, ylim=(-6, 6), xlabel="x", ylabel="y")
+        self.ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         self.figure.tight_layout()
+        self._dynamic = [self.true_line, self.support_dots, *self.before_lines, *self.after_lines]
+        for artist in self._dynamic:
+            artist.set_animated(True)  # drawn over the cached background, not with it
+        self._background = None
 
         self.k_slider = widgets.IntSlider(value=k_shot, min=1, max=MAX_K, description="K (shots)",
                                           continuous_update=False)
@@ -135,12 +143,22 @@ class SinusoidAdaptationWidget:
             trajectory = self.predictions(learner, k)
             before.set_ydata(trajectory[0])
             after.set_ydata(trajectory[steps])
-            after.set_label(f"{learner.name}, after {steps} step{'s' if steps != 1 else ''}")
             mse = float(((trajectory[steps] - self.y_true[:, 0]) ** 2).mean())
             parts.append(f"{learner.name}: MSE on the curve = {mse:.3f}")
-        self.ax.legend(loc="upper right", fontsize=7, ncols=2 if len(self.learners) > 1 else 1)
         self.readout.value = "<br>".join(parts)
-        self.image.value = render_png(self.figure)
+        self.image.value = self._blit()
+
+    def _blit(self) -> bytes:
+        """Axes, ticks and legend never change: draw them once, then only the lines on top."""
+        canvas = self.figure.canvas
+        if self._background is None:
+            canvas.draw()
+            self._background = canvas.copy_from_bbox(self.figure.bbox)
+        canvas.restore_region(self._background)
+        for artist in self._dynamic:
+            if artist.get_visible():
+                self.ax.draw_artist(artist)
+        return render_png(self.figure, draw=False)
 
     def _on_change(self, _change: dict) -> None:
         with self.errors:
