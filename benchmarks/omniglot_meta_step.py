@@ -43,7 +43,7 @@ def setup(n_way: int, meta_batch_size: int, device: str):
                                                      generator=generator).to(device)
 
 
-def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "loop") -> Step:
+def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "vmap") -> Step:
     n_way, inner_lr, steps, batch = CELLS[cell]
     model, optimizer, tasks = setup(n_way, batch, device)
     objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, 1, N_QUERY, first_order, task_batching),
@@ -115,15 +115,16 @@ def learn2learn_step(cell: str, first_order: bool, device: str) -> Step:
     return step
 
 
-VARIANTS = {"helpers (loop)": helpers_step, "plain loop": plain_step, "higher": higher_step,
-            "learn2learn": learn2learn_step}
+VARIANTS = {"helpers (vmap)": helpers_step,
+            "helpers (loop)": lambda cell, first_order, device: helpers_step(cell, first_order, device, "loop"),
+            "plain loop": plain_step, "higher": higher_step, "learn2learn": learn2learn_step}
 
 
 def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
-    """Run 3 iterations of one variant in a fresh process and return its peak memory."""
+    """Peak memory of 2 iterations of one variant, in a fresh process (CPU: whole-process max RSS)."""
     code = (f"import sys, json, resource, torch; sys.path.insert(0, 'benchmarks'); import omniglot_meta_step as b; "
-            f"s = b.VARIANTS[{variant!r}]({cell!r}, {first_order}, {device!r}); torch.cuda.is_available() and "
-            f"torch.cuda.reset_peak_memory_stats(); [s() for _ in range(3)]; "
+            f"s = b.VARIANTS[{variant!r}]({cell!r}, {first_order}, {device!r}); "
+            f"torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats(); [s() for _ in range(2)]; "
             f"print(json.dumps(torch.cuda.max_memory_allocated() / 2**20 if {device!r} == 'cuda' else "
             f"resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -156,7 +157,7 @@ def main() -> None:
                     if args.device == "cuda":
                         torch.cuda.synchronize()
                     times[name].append((time.perf_counter() - started) / args.iterations)
-            base = statistics.median(times["helpers (loop)"])
+            base = statistics.median(times["helpers (vmap)"])
             order = "first order" if first_order else "second order"
             print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'peak MiB':>10s}")
             for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):

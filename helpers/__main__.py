@@ -3,6 +3,7 @@
     python -m helpers list
     python -m helpers train sinusoid_maml            # the paper's schedule -> data/checkpoints/sinusoid_maml.pt
     python -m helpers train sinusoid_maml --iterations 2000 --out /tmp/short.pt
+    python -m helpers evaluate omniglot_5way_1shot     # (re)compute a checkpoint's test metrics, e.g. mid-training
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .checkpoints import save_checkpoint
+from .checkpoints import load_checkpoint, save_checkpoint
 from .experiments import EXPERIMENTS, get_experiment
 from .metrics import experiment_metrics
 from .train import train
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
     run.add_argument("--no-compile", action="store_true", help="skip torch.compile (slower, starts at once)")
     run.add_argument("--checkpoint-every", type=int)
+    score = commands.add_parser("evaluate", help="compute a checkpoint's test metrics and store them in it")
+    score.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    score.add_argument("--checkpoint", type=Path, help="default: data/checkpoints/NAME.pt")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -41,6 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     experiment = get_experiment(args.experiment)
+    if args.command == "evaluate":
+        path = args.checkpoint or experiment.checkpoint_path
+        checkpoint = load_checkpoint(path, expected_model_config=experiment.make_model().config())
+        checkpoint.metrics = {**checkpoint.metrics, **experiment_metrics(experiment.name, checkpoint.build_model())}
+        save_checkpoint(checkpoint, path)
+        print(f"{experiment.name} after {checkpoint.iteration} iterations -> {path}")
+        for key, value in checkpoint.metrics.items():
+            print(f"  {key}: {value}")
+        return 0
+
     config = replace(experiment.train_config, seed=args.seed,
                      n_iterations=args.iterations or experiment.train_config.n_iterations,
                      compile=experiment.train_config.compile and not args.no_compile,
