@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NB ?= notebooks/01_sinusoid_maml.ipynb
+PORT ?= 8866
 
-.PHONY: lab test test-fast benchmarks checkpoints clean
+.PHONY: lab test test-fast test-browser present benchmarks checkpoints clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +20,21 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 ## Every unit test, then every notebook top to bottom under nbval (a cell may take at most 600 s).
+## The browser tests are left to `make test-browser`.
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600
+	$(BIN)/python -m pytest tests notebooks -m "not browser" --nbval-lax --nbval-current-env --nbval-cell-timeout=600
 
 ## Unit tests only.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not browser"
+
+## The widgets used in headless Chromium: JupyterLab runs each notebook, Voilà presents one (needs /usr/bin/chromium).
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest tests/browser -m browser -v
+
+## Present a notebook as an app without its code cells (Voilà), e.g. make present NB=notebooks/02_baselines_pretrain_oracle.ipynb
+present: $(STAMP)
+	$(BIN)/voila $(NB) --no-browser --Voila.ip=127.0.0.1 --port=$(PORT) --show_tracebacks=True
 
 ## Speed benchmarks (print ratios against baselines measured in the same run).
 benchmarks: $(STAMP)
@@ -33,6 +44,9 @@ benchmarks: $(STAMP)
 ## Retrain the shipped checkpoints with the paper's schedules.
 checkpoints: $(STAMP)
 	$(BIN)/python -m helpers train sinusoid_maml --fresh
+	$(BIN)/python -m helpers train sinusoid_maml --fresh --seed 1 --out data/checkpoints/sinusoid_maml_seed1.pt
+	$(BIN)/python -m helpers train sinusoid_pretrained --fresh
+	$(BIN)/python -m helpers train sinusoid_oracle --fresh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
