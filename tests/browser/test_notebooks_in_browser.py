@@ -217,3 +217,15 @@ def test_notebook_01_presented_with_voila(page: Page, voila: Server, screenshots
     assert_no_error_outputs(page.locator("body"), "Voilà page")
     widget.root.evaluate("element => element.scrollIntoView({block: 'center'})")
     page.screenshot(path=screenshots / "voila_01_sinusoid_maml.png")
+
+
+def test_notebook_03_episode_widget_in_jupyterlab(page: Page, lab: Server, screenshots: Path) -> None:
+    notebook = "notebooks/03_omniglot.ipynb"
+    panel = open_and_run_all(page, lab, notebook)
+    widget = find_widget(panel, "img.widget-image")
+    expected = {"episode": "episode {},", "K (shots)": "5-way {}-shot", "grad steps": ", {} steps:"}
+    for label, template in expected.items():
+        handle = widget.slider_handle(label)
+        check_plot_changes(widget, lambda: template.format(nudge_slider(page, handle)), f"moving {label}")
+    assert_no_error_outputs(panel, notebook)
+    save_screenshots(panel, widget, screenshots, "03_omniglot")
