@@ -4,7 +4,8 @@ Cells: 5-way 1-shot (α=0.4, 1 step, meta-batch 32) and 20-way 1-shot (α=0.1,
 5 steps, meta-batch 16), second and first order, with 15 query images per class
 (the paper's evaluation shape; the reference code trains with 1). Variants run
 in one process, interleaved; medians and ratios are printed. Peak memory is
-measured per variant in a fresh subprocess (CPU: max RSS; CUDA: the allocator's peak).
+measured per variant in a fresh subprocess: what two iterations add on top of the set-up
+process (CPU: resident-set high-water mark; CUDA: the allocator's peak).
 
     OMNIGLOT_DIR=../shared/data/omniglot python benchmarks/omniglot_meta_step.py [--device cuda] [--rounds 3]
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -120,15 +120,42 @@ VARIANTS = {"helpers (vmap)": helpers_step,
             "plain loop": plain_step, "higher": higher_step, "learn2learn": learn2learn_step}
 
 
+def _status_kib(field: str) -> int:
+    """A field of /proc/self/status (VmRSS, VmHWM) in KiB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def measure_peak_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
+    """Peak memory that 2 iterations add on top of the set-up process (model, optimizer, data set loaded).
+
+    CPU: the resident-set high-water mark is reset after set-up (Linux
+    /proc/self/clear_refs) and read after the steps; CUDA: the allocator's peak.
+    """
+    step = VARIANTS[variant](cell, first_order, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        before = _status_kib("VmRSS") * 1024
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+    for _ in range(2):
+        step()
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _status_kib("VmHWM") * 1024
+    return (peak - before) / 2**20
+
+
 def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
-    """Peak memory of 2 iterations of one variant, in a fresh process (CPU: whole-process max RSS)."""
-    code = (f"import sys, json, resource, torch; sys.path.insert(0, 'benchmarks'); import omniglot_meta_step as b; "
-            f"s = b.VARIANTS[{variant!r}]({cell!r}, {first_order}, {device!r}); "
-            f"torch.cuda.is_available() and torch.cuda.reset_peak_memory_stats(); [s() for _ in range(2)]; "
-            f"print(json.dumps(torch.cuda.max_memory_allocated() / 2**20 if {device!r} == 'cuda' else "
-            f"resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))")
+    """`measure_peak_mib` in a fresh process, so that no other variant's memory is counted."""
+    code = (f"import sys, json; sys.path.insert(0, 'benchmarks'); import omniglot_meta_step as b; "
+            f"print(json.dumps(b.measure_peak_mib({variant!r}, {cell!r}, {first_order}, {device!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
+    if out.returncode != 0:
+        print(f"  (memory of {variant} failed: {out.stderr.strip().splitlines()[-1:]})")
+        return float("nan")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -159,7 +186,7 @@ def main() -> None:
                     times[name].append((time.perf_counter() - started) / args.iterations)
             base = statistics.median(times["helpers (vmap)"])
             order = "first order" if first_order else "second order"
-            print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'peak MiB':>10s}")
+            print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'+peak MiB':>10s}")
             for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
                 memory = float("nan") if args.no_memory else peak_memory_mib(name, cell, first_order, args.device)
                 print(f"  {name:22s} {statistics.median(values):12.3f} {statistics.median(values) / base:10.2f} "

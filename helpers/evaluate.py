@@ -185,9 +185,13 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
                      seed: int = EVAL_SEED, chunk: int = 50) -> StepCurve:
     """Accuracy after 0..max_steps steps on `n_tasks` seeded N-way K-shot episodes drawn from `images`.
 
-    As in the paper: 600 tasks, 15 query images per class, each task rotated at
-    random, the same support images at every step. Tasks are drawn and run in
-    chunks (under vmap) to bound memory.
+    Each task is rotated at random and adapts on the same support images at
+    every step. `n_query` images per class are classified together, so batch
+    norm normalises them with their own batch's statistics: the paper's
+    reference code uses n_query = k_shot (one image per class in 1-shot), which
+    tells the network that the batch holds each class equally often
+    (transduction); 15 per class is the usual non-paper choice. Tasks are drawn
+    and run in chunks (under vmap) to bound memory.
     """
     from .episodes import sample_episodes
 

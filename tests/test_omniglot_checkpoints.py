@@ -1,0 +1,49 @@
+"""The shipped Omniglot checkpoints: 5-way 1-shot reaches the paper's 98.7%; every cell says what it is."""
+import pytest
+
+from helpers.checkpoints import load_checkpoint
+from helpers.evaluate import evaluate_fewshot
+from helpers.experiments import OMNIGLOT_CELLS, PAPER_OMNIGLOT, get_experiment
+from helpers.omniglot import load_omniglot
+
+from test_omniglot import SHARED, needs_data
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    return load_omniglot(SHARED).split_images("test")
+
+
+@needs_data
+def test_5way_1shot_reaches_the_paper(test_images):
+    """600 seeded test tasks scored as the paper's reference code does (1 query image per class)."""
+    experiment = get_experiment("omniglot_5way_1shot")
+    checkpoint = load_checkpoint(experiment.checkpoint_path, expected_model_config=experiment.make_model().config())
+    model = checkpoint.build_model()
+    curve = evaluate_fewshot(model, dict(model.named_parameters()), test_images, n_way=5, k_shot=1, n_query=1,
+                             n_tasks=600, inner_lr=0.4, max_steps=1)
+    paper = PAPER_OMNIGLOT["omniglot_5way_1shot"][0]
+    assert 100 * curve.mean[1] >= paper, f"after 1 step: {100 * curve.mean[1]:.2f}% < paper {paper}%"
+    assert curve.mean[0] < 0.3  # the initialisation alone is near chance (20%)
+    stored = checkpoint.metrics["test_accuracy_step1"]["mean"]
+    assert abs(stored - 100 * float(curve.mean[1])) < 0.01, "metadata disagrees with a fresh evaluation"
+
+
+@pytest.mark.parametrize("name", sorted(OMNIGLOT_CELLS))
+def test_every_cell_ships_with_its_settings_and_scores(name):
+    experiment = get_experiment(name)
+    checkpoint = load_checkpoint(experiment.checkpoint_path, expected_model_config=experiment.make_model().config())
+    n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size = OMNIGLOT_CELLS[name]
+    config = checkpoint.train_config
+    assert (config["n_way"], config["k_shot"], config["inner_lr"], config["n_inner_steps"],
+            config["meta_batch_size"], config["first_order"]) == (n_way, k_shot, inner_lr, n_inner_steps,
+                                                                   meta_batch_size, False)
+    assert 0 < checkpoint.iteration <= config["n_iterations"] == 60_000
+    assert checkpoint.command.startswith(f"python -m helpers train {name}")
+    assert checkpoint.optimizer_state is not None and checkpoint.generator_state is not None  # resumable
+    for key in ("test_accuracy", "test_accuracy_15query"):
+        for steps in (0, n_inner_steps, 10):
+            result = checkpoint.metrics[f"{key}_step{steps}"]
+            assert 0 <= result["mean"] <= 100 and result["ci95"] > 0
+    assert checkpoint.metrics["test_tasks"] == 600 and checkpoint.metrics["query_per_class"] == k_shot
+    assert checkpoint.metrics[f"test_accuracy_step{n_inner_steps}"]["mean"] > 100 / n_way + 10  # it learned
