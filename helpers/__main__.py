@@ -3,6 +3,7 @@
     python -m helpers list
     python -m helpers train sinusoid_maml            # the paper's schedule -> data/checkpoints/sinusoid_maml.pt
     python -m helpers train sinusoid_maml --iterations 2000 --out /tmp/short.pt
+    python -m helpers train omniglot_20way_5shot --minutes 30   # a time budget; run it again to go on
     python -m helpers evaluate omniglot_5way_1shot     # (re)compute a checkpoint's test metrics, e.g. mid-training
 """
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start again")
     run.add_argument("--no-compile", action="store_true", help="skip torch.compile (slower, starts at once)")
     run.add_argument("--checkpoint-every", type=int)
+    run.add_argument("--minutes", type=float,
+                     help="stop after about this many minutes with a checkpoint; the same command resumes")
     score = commands.add_parser("evaluate", help="compute a checkpoint's test metrics and store them in it")
     score.add_argument("experiment", choices=sorted(EXPERIMENTS))
     score.add_argument("--checkpoint", type=Path, help="default: data/checkpoints/NAME.pt")
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                    experiment=experiment.name, objective_config=experiment.objective_config,
                    checkpoint_path=out, resume=not args.fresh, device=args.device, command=command,
                    validate=experiment.make_validator() if experiment.make_validator else None,
-                   validate_every=experiment.validate_every)
+                   validate_every=experiment.validate_every,
+                   stop_after_seconds=None if args.minutes is None else 60 * args.minutes)
     seconds = time.perf_counter() - started
     checkpoint = result.checkpoint
     checkpoint.metrics = experiment_metrics(experiment.name, result.model)

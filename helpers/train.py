@@ -6,6 +6,7 @@ is passed in; the loop, its progress bar, its checks and its checkpoints are sha
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -70,6 +71,7 @@ def train(
     on_log: Callable[[int, list[float]], None] | None = None,
     validate: Callable[[nn.Module], float] | None = None,
     validate_every: int = 0,
+    stop_after_seconds: float | None = None,
 ) -> TrainResult:
     """Minimise `objective` with Adam for `config.n_iterations` iterations.
 
@@ -80,6 +82,9 @@ def train(
     `on_log(iteration, loss_history)` is called every `log_every` iterations (live plots).
     `validate(model)` runs every `validate_every` iterations (a multiple of
     `log_every`); its scores are kept in the checkpoint's `validation_history`.
+    `stop_after_seconds` ends the run early, at the first `log_every` boundary
+    past that time, with a checkpoint that a later call resumes (a time budget,
+    e.g. a borrowed GPU; it is not part of the run's settings).
     """
     if validate is not None and (validate_every < 1 or validate_every % config.log_every):
         raise ValueError(f"validate_every must be a positive multiple of log_every ({config.log_every}), "
@@ -111,6 +116,7 @@ def train(
     window = torch.zeros(config.log_every, device=device)
     bar = tqdm(total=config.n_iterations, initial=start, desc=experiment, disable=not progress,
                unit="it", file=sys.stdout, mininterval=0.5)
+    started, reached = time.monotonic(), start
     for iteration in range(start, config.n_iterations):
         batch = sample_batch(generator).to(device)
         grads, loss = gradient_fn(params, batch)
@@ -136,13 +142,20 @@ def train(
                 bar.write(f"{experiment}: iteration {done}, validation score {validation_history[-1][1]:.4f}")
             if on_log is not None:
                 on_log(done, loss_history)
-        checkpoint_due = done % config.checkpoint_every == 0 or done == config.n_iterations
+        reached = done
+        out_of_time = (stop_after_seconds is not None and done % config.log_every == 0
+                       and time.monotonic() - started > stop_after_seconds)
+        checkpoint_due = done % config.checkpoint_every == 0 or done == config.n_iterations or out_of_time
         if checkpoint_path is not None and checkpoint_due:
             save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, validation_history,
                                       experiment, hyper, command), checkpoint_path)
+        if out_of_time:
+            bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
+                      f"run the same command again to resume")
+            break
     bar.close()
-    final = _snapshot(model, optimizer, generator, config.n_iterations if start < config.n_iterations else start,
-                      loss_history, validation_history, experiment, hyper, command)
+    final = _snapshot(model, optimizer, generator, reached, loss_history, validation_history, experiment, hyper,
+                      command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final)
 
 
@@ -175,7 +188,8 @@ def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator: tor
         generator_state=generator.get_state())
 
 
-_MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile", "log_every"}
+# How the work is scheduled, not what is computed (vmap and loop give the same gradients: tests check it)
+_MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile", "log_every", "task_batching"}
 
 
 def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -> None:

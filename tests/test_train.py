@@ -8,13 +8,13 @@ from helpers.experiments import get_experiment
 from helpers.train import TrainConfig, train
 
 
-def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3):
+def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3, stop_after_seconds=None):
     experiment = get_experiment("sinusoid_maml")
     config = TrainConfig(n_iterations=n_iterations, meta_lr=meta_lr, seed=seed, log_every=10, checkpoint_every=20)
     model = experiment.new_model(seed)
     return train(model, experiment.make_objective(model), experiment.make_sampler(), config,
                  experiment=experiment.name, objective_config=experiment.objective_config,
-                 checkpoint_path=path, device="cpu", progress=False)
+                 checkpoint_path=path, device="cpu", progress=False, stop_after_seconds=stop_after_seconds)
 
 
 def weights(result):
@@ -36,6 +36,16 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     assert resumed.iteration == 60
     assert torch.equal(weights(unbroken), weights(resumed))
     assert resumed.loss_history == unbroken.loss_history
+
+
+def test_time_budget_stops_at_a_log_boundary_and_resumes_to_the_same_weights(tmp_path):
+    unbroken = short_run(tmp_path, 60)
+    path = tmp_path / "run.pt"
+    stopped = short_run(tmp_path, 60, path=path, stop_after_seconds=0.0)  # out of time after the first log
+    assert stopped.iteration == 10 and len(stopped.loss_history) == 1
+    assert torch.load(path, weights_only=False)["iteration"] == 10
+    resumed = short_run(tmp_path, 60, path=path)
+    assert resumed.iteration == 60 and torch.equal(weights(unbroken), weights(resumed))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
