@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     score = commands.add_parser("evaluate", help="compute a checkpoint's test metrics and store them in it")
     score.add_argument("experiment", choices=sorted(EXPERIMENTS))
     score.add_argument("--checkpoint", type=Path, help="default: data/checkpoints/NAME.pt")
+    score.add_argument("--tasks", type=int, default=600,
+                       help="Omniglot test tasks (default 600, as the paper; fewer are the first of the same tasks)")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         path = args.checkpoint or experiment.checkpoint_path
         checkpoint = load_checkpoint(path, expected_model_config=experiment.make_model().config())
-        checkpoint.metrics = {**checkpoint.metrics, **experiment_metrics(experiment.name, checkpoint.build_model())}
+        scores = experiment_metrics(experiment.name, checkpoint.build_model(), args.tasks)
+        checkpoint.metrics = {**checkpoint.metrics, **scores}
         save_checkpoint(checkpoint, path)
         print(f"{experiment.name} after {checkpoint.iteration} iterations -> {path}")
         for key, value in checkpoint.metrics.items():
