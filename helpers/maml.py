@@ -114,10 +114,12 @@ def meta_loss(
 
     Tensors carry a leading task axis: ``x_support`` is (tasks, K, ...). Call
     ``.backward()`` on the result for the meta-gradient. ``task_batching="vmap"``
-    runs all tasks at once (5x faster for the sinusoid MLP, 2x for the conv
-    nets on a 2-core CPU); ``"loop"`` runs them one by one, for modules whose
-    second derivatives vmap gets wrong (torch's own batch-norm kernel: see
-    models.BatchStatsNorm2d).
+    runs all tasks at once (5x faster for the sinusoid MLP on a 2-core CPU);
+    ``"loop"`` runs them one by one: faster for conv nets whenever each task's
+    batch is large (benchmarks/omniglot_meta_step.py), and right for modules
+    whose second derivatives vmap gets wrong (torch's own batch-norm kernel:
+    see models.BatchStatsNorm2d). Either way every task's graph lives until
+    the backward pass.
     """
     if x_support.ndim < 2 or x_support.shape[0] < 1:
         raise ValueError(f"x_support must have a leading task axis of length >= 1, got shape {tuple(x_support.shape)}")
