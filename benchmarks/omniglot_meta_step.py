@@ -49,9 +49,12 @@ def helpers_step(cell: str, first_order: bool, device: str, task_batching: str =
     objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, 1, N_QUERY, first_order, task_batching),
                                loss_fn=F.cross_entropy)
 
-    def step() -> None:
-        optimizer.zero_grad()
-        objective(dict(model.named_parameters()), tasks()).backward()
+    params = dict(model.named_parameters())
+
+    def step() -> None:  # as helpers.train steps: the objective's own gradient
+        grads, _ = objective.gradient(params, tasks())
+        for name, p in params.items():
+            p.grad = grads[name]
         optimizer.step()
     return step
 

@@ -2,13 +2,13 @@
 from . import (checkpoints, download, episodes, evaluate, experiments, fewshot_widgets, maml, metrics, omniglot,
                plotting, show, stability, tasks, train, widgets)
 from .device import default_device, seed_everything
-from .maml import adapt, adaptation_steps, meta_loss, query_loss_after_adaptation, task_loss
+from .maml import adapt, adaptation_steps, meta_gradient, meta_loss, query_loss_after_adaptation, task_loss
 from .models import SinusoidMLP, build_model
 from .tasks import SinusoidTasks, sample_sinusoid_tasks, sinusoid
 
 __all__ = [
     "default_device", "seed_everything",
-    "adapt", "adaptation_steps", "meta_loss", "query_loss_after_adaptation", "task_loss",
+    "adapt", "adaptation_steps", "meta_gradient", "meta_loss", "query_loss_after_adaptation", "task_loss",
     "SinusoidMLP", "build_model",
     "SinusoidTasks", "sample_sinusoid_tasks", "sinusoid",
 ]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_int_at_least, check_positive
-from .maml import Params, meta_loss, task_loss
+from .maml import Params, meta_gradient, meta_loss, task_loss
 from .episodes import sample_episodes
 from .evaluate import VALIDATION_SEED, evaluate_fewshot
 from .models import ConvNet, SinusoidMLP
@@ -41,14 +41,35 @@ class MAMLSettings:
         check_int_at_least("n_query", self.n_query, 1)
 
 
+class MAMLObjective:
+    """(params, tasks) -> mean query loss after adaptation: the MAML meta-objective.
+
+    Its `gradient` is what `train` steps with: the same gradient, but a looped
+    meta-batch frees each task's graph as it goes (helpers.maml.meta_gradient).
+    """
+
+    def __init__(self, model: nn.Module, settings: MAMLSettings,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss) -> None:
+        self.model, self.settings, self.loss_fn = model, settings, loss_fn
+
+    def _options(self) -> dict[str, Any]:
+        s = self.settings
+        return dict(inner_lr=s.inner_lr, n_inner_steps=s.n_inner_steps, first_order=s.first_order,
+                    task_batching=s.task_batching, loss_fn=self.loss_fn)
+
+    def __call__(self, params: Params, tasks: SinusoidTasks) -> torch.Tensor:
+        return meta_loss(self.model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
+                         **self._options())
+
+    def gradient(self, params: Params, tasks: SinusoidTasks) -> tuple[Params, torch.Tensor]:
+        return meta_gradient(self.model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
+                             **self._options())
+
+
 def maml_objective(model: nn.Module, settings: MAMLSettings,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss) -> Objective:
-    """(params, tasks) -> mean query loss after adaptation: the MAML meta-objective."""
-    def objective(params: Params, tasks: SinusoidTasks) -> torch.Tensor:
-        return meta_loss(model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
-                         inner_lr=settings.inner_lr, n_inner_steps=settings.n_inner_steps,
-                         first_order=settings.first_order, task_batching=settings.task_batching, loss_fn=loss_fn)
-    return objective
+    """The MAML meta-objective for `model` with these settings (see MAMLObjective)."""
+    return MAMLObjective(model, settings, loss_fn)
 
 
 def pretrain_objective(model: nn.Module) -> Objective:

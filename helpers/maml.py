@@ -119,12 +119,9 @@ def meta_loss(
     batch is large (benchmarks/omniglot_meta_step.py), and right for modules
     whose second derivatives vmap gets wrong (torch's own batch-norm kernel:
     see models.BatchStatsNorm2d). Either way every task's graph lives until
-    the backward pass.
+    the backward pass; ``meta_gradient`` frees each looped task's graph at once.
     """
-    if x_support.ndim < 2 or x_support.shape[0] < 1:
-        raise ValueError(f"x_support must have a leading task axis of length >= 1, got shape {tuple(x_support.shape)}")
-    if x_support.shape[1] < 1:
-        raise ValueError(f"k_shot (x_support.shape[1]) must be >= 1, got {x_support.shape[1]}")
+    _check_task_axis(x_support)
 
     def one_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         return query_loss_after_adaptation(model, params, xs, ys, xq, yq, inner_lr=inner_lr,
@@ -136,3 +133,52 @@ def meta_loss(
         losses = [one_task(*task) for task in zip(x_support, y_support, x_query, y_query)]
         return torch.stack(losses).mean()
     raise ValueError(f"task_batching must be 'vmap' or 'loop', got {task_batching!r}")
+
+
+def meta_gradient(
+    model: nn.Module,
+    params: Params,
+    x_support: Tensor,
+    y_support: Tensor,
+    x_query: Tensor,
+    y_query: Tensor,
+    *,
+    inner_lr: float,
+    n_inner_steps: int,
+    first_order: bool = False,
+    loss_fn: LossFn = F.mse_loss,
+    task_batching: TaskBatching = "vmap",
+) -> tuple[Params, Tensor]:
+    """∇θ of ``meta_loss``, and its (detached) value: what the training loop steps with.
+
+    With ``task_batching="loop"`` each task's graph is differentiated and freed
+    before the next task's is built, so memory holds one task's graph rather
+    than the whole meta-batch's (Omniglot 20-way: benchmarks/README.md). The
+    sum is the same as differentiating ``meta_loss``; tests check both against
+    a plain autograd loop. With ``"vmap"`` the batch is one graph either way.
+    """
+    names, leaves = list(params), list(params.values())
+    if task_batching != "loop":
+        loss = meta_loss(model, params, x_support, y_support, x_query, y_query, inner_lr=inner_lr,
+                         n_inner_steps=n_inner_steps, first_order=first_order, loss_fn=loss_fn,
+                         task_batching=task_batching)
+        return dict(zip(names, torch.autograd.grad(loss, leaves))), loss.detach()
+    _check_task_axis(x_support)
+    n_tasks = x_support.shape[0]
+    totals = [torch.zeros_like(p) for p in leaves]
+    losses = []
+    for xs, ys, xq, yq in zip(x_support, y_support, x_query, y_query):
+        loss = query_loss_after_adaptation(model, params, xs, ys, xq, yq, inner_lr=inner_lr,
+                                           n_inner_steps=n_inner_steps, first_order=first_order,
+                                           loss_fn=loss_fn) / n_tasks
+        for total, g in zip(totals, torch.autograd.grad(loss, leaves)):
+            total += g
+        losses.append(loss.detach())
+    return dict(zip(names, totals)), torch.stack(losses).sum()
+
+
+def _check_task_axis(x_support: Tensor) -> None:
+    if x_support.ndim < 2 or x_support.shape[0] < 1:
+        raise ValueError(f"x_support must have a leading task axis of length >= 1, got shape {tuple(x_support.shape)}")
+    if x_support.shape[1] < 1:
+        raise ValueError(f"k_shot (x_support.shape[1]) must be >= 1, got {x_support.shape[1]}")

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import meta_loss
+from helpers import meta_gradient, meta_loss
 from helpers.models import BatchStatsNorm2d, ConvNet
 from test_maml_gradient import reference_meta_gradient
 
@@ -33,26 +33,32 @@ def with_builtin_batch_norm(model):
     return model
 
 
-def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_norm=False):
+def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_norm=False, via="meta_loss"):
     torch.manual_seed(0)
     model = ConvNet(3, hidden=8)
     model = (with_builtin_batch_norm(model) if builtin_batch_norm else model).double()
     params = dict(model.named_parameters())
     tensors = random_episodes()
     kwargs = dict(inner_lr=0.4, n_inner_steps=n_inner_steps, first_order=first_order)
-    loss = meta_loss(model, params, *tensors, loss_fn=F.cross_entropy, task_batching=task_batching, **kwargs)
-    ours = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    options = dict(loss_fn=F.cross_entropy, task_batching=task_batching, **kwargs)
+    if via == "meta_loss":
+        loss = meta_loss(model, params, *tensors, **options)
+        ours = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    else:  # what the training loop steps with
+        ours, value = meta_gradient(model, params, *tensors, **options)
+        assert torch.allclose(value, meta_loss(model, params, *tensors, **options), rtol=1e-12, atol=0)
     reference = reference_meta_gradient(model, params, Episodes(*tensors), loss_fn=F.cross_entropy, **kwargs)
     # conv biases feed batch norm, so their true gradient is 0: a floor keeps rounding noise from counting
     return {name: float((ours[name] - reference[name]).norm() / reference[name].norm().clamp_min(1e-3))
             for name in params}
 
 
+@pytest.mark.parametrize("via", ["meta_loss", "meta_gradient"])
 @pytest.mark.parametrize("task_batching", ["vmap", "loop"])
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("n_inner_steps", [1, 2])
-def test_conv_meta_gradient_matches_reference(task_batching, first_order, n_inner_steps):
-    errors = relative_errors(task_batching, first_order, n_inner_steps)
+def test_conv_meta_gradient_matches_reference(task_batching, first_order, n_inner_steps, via):
+    errors = relative_errors(task_batching, first_order, n_inner_steps, via=via)
     assert max(errors.values()) < 1e-10, errors
 
 

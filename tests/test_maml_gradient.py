@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from helpers import SinusoidMLP, meta_loss, sample_sinusoid_tasks
+from helpers import SinusoidMLP, meta_gradient, meta_loss, sample_sinusoid_tasks
 
 
 def reference_meta_gradient(model, params, tasks, *, inner_lr, n_inner_steps, first_order, loss_fn=F.mse_loss):
@@ -23,19 +23,24 @@ def reference_meta_gradient(model, params, tasks, *, inner_lr, n_inner_steps, fi
     return dict(zip(names, torch.autograd.grad(total, [params[n] for n in names])))
 
 
+@pytest.mark.parametrize("via", ["meta_loss", "meta_gradient"])
 @pytest.mark.parametrize("task_batching", ["vmap", "loop"])
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("n_inner_steps", [1, 3])
-def test_meta_gradient_matches_plain_loop(task_batching, first_order, n_inner_steps):
+def test_meta_gradient_matches_plain_loop(task_batching, first_order, n_inner_steps, via):
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
     model = SinusoidMLP()
     params = dict(model.named_parameters())
     tasks = sample_sinusoid_tasks(4, 5, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     kwargs = dict(inner_lr=0.01, n_inner_steps=n_inner_steps, first_order=first_order)
-    loss = meta_loss(model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
-                     task_batching=task_batching, **kwargs)
-    ours = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    episodes = (tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query)
+    loss = meta_loss(model, params, *episodes, task_batching=task_batching, **kwargs)
+    if via == "meta_loss":
+        ours = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    else:  # what the training loop steps with
+        ours, value = meta_gradient(model, params, *episodes, task_batching=task_batching, **kwargs)
+        assert torch.allclose(value, loss, rtol=1e-12, atol=0)
     reference = reference_meta_gradient(model, params, tasks, **kwargs)
     for name in params:
         error = (ours[name] - reference[name]).norm() / reference[name].norm()

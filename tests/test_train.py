@@ -58,3 +58,21 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(FloatingPointError, match=r"non-finite at iteration \d+.*lower meta_lr"):
         short_run(tmp_path, 200, meta_lr=1e6)
+
+
+def test_looped_maml_steps_with_the_per_task_gradient_and_matches_vmap():
+    """train uses MAMLObjective.gradient (one task's graph alive at a time); it ends where vmap's run ends."""
+    from helpers.experiments import MAMLSettings, maml_objective
+    from helpers.tasks import sample_sinusoid_tasks
+    from helpers.train import _gradient_function
+
+    results = {}
+    for task_batching in ("vmap", "loop"):
+        model = get_experiment("sinusoid_maml").new_model(0)
+        objective = maml_objective(model, MAMLSettings(0.01, 1, 5, 10, 10, task_batching=task_batching))
+        assert _gradient_function(objective, compile=False) == objective.gradient
+        sample = lambda g: sample_sinusoid_tasks(5, 10, 10, generator=g)  # noqa: E731
+        results[task_batching] = train(model, objective, sample, TrainConfig(n_iterations=20, log_every=10),
+                                       experiment="sinusoid_maml", objective_config={}, device="cpu", progress=False)
+    assert torch.allclose(weights(results["vmap"]), weights(results["loop"]), atol=1e-5)
+    assert results["vmap"].loss_history == pytest.approx(results["loop"].loss_history, rel=1e-4)
