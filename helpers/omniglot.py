@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import random
+import shlex
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +58,31 @@ def omniglot_folder(root: str | Path | None = None) -> Path:
     return REPO_DATA / "omniglot"
 
 
-def download_omniglot(folder: str | Path, *, base_url: str = OFFICIAL_URL,
-                      md5: dict[str, str] = OFFICIAL_MD5) -> Path:
-    """Fetch both archives into `folder` (skipping any already there), each checked against its MD5."""
-    folder = Path(folder)
+def data_dir_prefix() -> str:
+    """`OMNIGLOT_DIR=<this user's folder> ` to put before a command printed for the user, or "" for the default.
+
+    A printed resume command must work when pasted on the user's machine, so it names the folder this
+    process actually reads (from $OMNIGLOT_DIR), never a layout that only CI has.
+    """
+    if os.environ.get(DATA_ENV_VAR):
+        return f"{DATA_ENV_VAR}={shlex.quote(str(Path(os.environ[DATA_ENV_VAR]).resolve()))} "
+    return ""
+
+
+def download_omniglot(folder: str | Path, *, base_url: str | None = None,
+                      md5: dict[str, str] = OFFICIAL_MD5, timeout_s: float = 60.0) -> Path:
+    """Fetch both archives into `folder` (skipping any already there), each checked against its MD5.
+
+    Offline, this raises one `DownloadError` that says where the archives are expected and how to point
+    elsewhere, since that is all a user without the network can act on.
+    """
+    folder, base_url = Path(folder), base_url or OFFICIAL_URL
+    instead = (f"Omniglot's archives ({' and '.join(ARCHIVES)}, about 15 MB together) are expected in "
+               f"{folder.resolve()}: copy them there from {OFFICIAL_URL}, or set {DATA_ENV_VAR} to a folder "
+               f"that holds them (e.g. {DATA_ENV_VAR}=/path/to/omniglot make test).")
     for name in ARCHIVES:
         if not (folder / name).is_file():
-            download_file(f"{base_url}/{name}", folder / name, md5=md5[name])
+            download_file(f"{base_url}/{name}", folder / name, md5=md5[name], timeout_s=timeout_s, instead=instead)
     return folder
 
 

@@ -3,6 +3,7 @@ import functools
 import hashlib
 import http.server
 import os
+import socket
 import threading
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from helpers import omniglot
+from helpers.download import DownloadError
 from helpers.episodes import sample_episodes
 
 SHARED = Path(os.environ.get("OMNIGLOT_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot")
@@ -123,7 +125,40 @@ def test_corrupted_download_fails_clearly_and_leaves_nothing(archive_server, tmp
     assert list(target.iterdir()) == []  # neither the archive nor a .part file
 
 
-def test_unreachable_server_leaves_nothing(tmp_path):
-    with pytest.raises(OSError):
-        omniglot.download_omniglot(tmp_path / "fetched", base_url="http://127.0.0.1:9")
-    assert list((tmp_path / "fetched").iterdir()) == []
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on: the OS hands it out, and we close it again at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_server_raises_one_error_that_says_what_to_do(tmp_path, monkeypatch):
+    """Offline, the user gets one message: what was fetched, why it failed, where to put it, how to point elsewhere."""
+    monkeypatch.delenv("OMNIGLOT_DIR", raising=False)
+    base_url = f"http://127.0.0.1:{closed_port()}/omniglot"
+    target = tmp_path / "fetched"
+    with pytest.raises(DownloadError) as error:
+        omniglot.download_omniglot(target, base_url=base_url, timeout_s=5)
+    message = str(error.value)
+    assert f"{base_url}/images_background.zip" in message  # the URL
+    assert "Connection refused" in message  # the cause
+    assert str(target.resolve()) in message and "images_evaluation.zip" in message  # where the archives go
+    assert "OMNIGLOT_DIR" in message  # how to point elsewhere
+    assert error.value.__cause__ is None and error.value.__suppress_context__  # no urllib traceback chained on
+    assert list(target.iterdir()) == []  # and no .part file left behind
+
+
+def test_load_omniglot_offline_says_the_same(tmp_path, monkeypatch):
+    """What notebook 03's set-up cell calls: load_omniglot(download=True) passes the one clear error through."""
+    monkeypatch.setenv("OMNIGLOT_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(omniglot, "OFFICIAL_URL", f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(DownloadError, match=r"Could not download http://127\.0\.0\.1:\d+/images_background\.zip "
+                                            r"\(.*Connection refused\)\. .* set OMNIGLOT_DIR"):
+        omniglot.load_omniglot(download=True)
+
+
+def test_printed_commands_name_the_users_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMNIGLOT_DIR", raising=False)
+    assert omniglot.data_dir_prefix() == ""  # the default data/omniglot needs nothing in front
+    monkeypatch.setenv("OMNIGLOT_DIR", str(tmp_path / "my data"))
+    assert omniglot.data_dir_prefix() == f"OMNIGLOT_DIR='{(tmp_path / 'my data').resolve()}' "
