@@ -5,6 +5,10 @@ only swaps line data (adaptation trajectories are cached per K) and redraws
 those lines over a cached background (blitting), so a move costs a few
 milliseconds of compute and one PNG encoding. This works the same in
 JupyterLab, Voilà and nbval, with no frontend extension.
+
+Each learner that adapts is drawn at every inner step up to the chosen one: the
+intermediate steps faint, the chosen step bold, so the path the steps take is
+visible, not only where they start and end.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from .tasks import X_RANGE, oracle_inputs, sample_sinusoid_tasks, sinusoid
 
 MAX_K, MAX_STEPS = 40, 10
 HALF_RANGE = (-5.0, 0.0)
+FAINT_ALPHA = 0.3  # intermediate steps: visible as a path, but clearly behind the chosen step
 
 
 @dataclass
@@ -70,18 +75,25 @@ class SinusoidAdaptationWidget:
         self.true_line, = self.ax.plot(grid, grid * 0, color="tab:red", lw=2, label="true function")
         self.support_dots, = self.ax.plot([], [], "^", color="tab:purple", ms=8, label="K support points")
         self.before_lines, self.after_lines = [], []
+        self.step_lines: list[list] = []  # per learner: the faint lines after steps 1..MAX_STEPS - 1
         for learner in learners:
             before_label = f"{learner.name} (knows A, φ)" if learner.sees_task else f"{learner.name}, before adaptation"
             self.before_lines.append(self.ax.plot(grid, grid * 0, ls="--" if learner.sees_task else ":",
                                                   color=learner.color, label=before_label)[0])
-            after = self.ax.plot(grid, grid * 0, color=learner.color, lw=2,  # "_" keeps a hidden line out of the legend
-                                 label=f"{'_' if learner.sees_task else ''}{learner.name}, after the chosen steps")[0]
+            hide = "_" if learner.sees_task else ""  # "_" keeps a line out of the legend
+            steps = [self.ax.plot(grid, grid * 0, color=learner.color, lw=1, alpha=FAINT_ALPHA,
+                                  label=f"{hide}{learner.name}, after each earlier step" if step == 1 else "_")[0]
+                     for step in range(1, MAX_STEPS)]  # shown or hidden by update()
+            self.step_lines.append([] if learner.sees_task else steps)
+            after = self.ax.plot(grid, grid * 0, color=learner.color, lw=2.5,
+                                 label=f"{hide}{learner.name}, after the chosen steps")[0]
             after.set_visible(not learner.sees_task)
             self.after_lines.append(after)
         self.ax.set(xlim=X_RANGE, ylim=(-6, 6), xlabel="x", ylabel="y")
         self.ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
         self.figure.tight_layout()
-        self._dynamic = [self.true_line, self.support_dots, *self.before_lines, *self.after_lines]
+        faint = [line for lines in self.step_lines for line in lines]
+        self._dynamic = [self.true_line, self.support_dots, *self.before_lines, *faint, *self.after_lines]
         for artist in self._dynamic:
             artist.set_animated(True)  # drawn over the cached background, not with it
         self._background = None
@@ -136,14 +148,19 @@ class SinusoidAdaptationWidget:
     # -- drawing -----------------------------------------------------------
     def update(self) -> None:
         k, steps = self.k_slider.value, self.steps_slider.value
-        self.true_line.set_ydata(self.y_true[:, 0])
-        self.support_dots.set_data(self.x_pool[:k, 0], self.y_pool[:k, 0])
-        parts = [f"A = {self.amplitude:.2f}, φ = {self.phase:.2f} rad; K = {k}, steps = {steps}"]
-        for learner, before, after in zip(self.learners, self.before_lines, self.after_lines):
-            trajectory = self.predictions(learner, k)
+        self.true_line.set_ydata(self.y_true[:, 0].numpy())
+        self.support_dots.set_data(self.x_pool[:k, 0].numpy(), self.y_pool[:k, 0].numpy())
+        faint = {0: "", 1: "", 2: "faint: step 1, "}.get(steps, f"faint: steps 1–{steps - 1}, ")
+        path = f"{faint}bold: step {steps}"
+        parts = [f"A = {self.amplitude:.2f}, φ = {self.phase:.2f} rad; K = {k}, steps = {steps} ({path})"]
+        for learner, before, faint, after in zip(self.learners, self.before_lines, self.step_lines, self.after_lines):
+            trajectory = self.predictions(learner, k).detach().numpy()  # (steps + 1, grid)
             before.set_ydata(trajectory[0])
+            for step, line in enumerate(faint, start=1):
+                line.set_visible(step < steps)
+                line.set_ydata(trajectory[step])
             after.set_ydata(trajectory[steps])
-            mse = float(((trajectory[steps] - self.y_true[:, 0]) ** 2).mean())
+            mse = float(((trajectory[steps] - self.y_true[:, 0].numpy()) ** 2).mean())
             parts.append(f"{learner.name}: MSE on the curve = {mse:.3f}")
         self.readout.value = "<br>".join(parts)
         self.image.value = self._blit()

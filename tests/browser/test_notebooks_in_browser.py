@@ -35,6 +35,19 @@ ALL_CELLS_FINISHED = """() => {
         .map(prompt => prompt.textContent);
     return prompts.length > 0 && !prompts.some(text => text.includes('*')) && /\\d/.test(prompts[0]);
 }"""
+# How many pixels of the plot have the colour of a faint (alpha 0.3) tab:blue line on white: (188, 214, 232).
+FAINT_BLUE_PIXELS = """async image => {
+    const bitmap = await createImageBitmap(await (await fetch(image.src)).blob());
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const context = canvas.getContext('2d');
+    context.drawImage(bitmap, 0, 0);
+    const pixels = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    let count = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+        if (Math.abs(pixels[i] - 188) < 14 && Math.abs(pixels[i + 1] - 214) < 14 && Math.abs(pixels[i + 2] - 232) < 14) count++;
+    }
+    return count;
+}"""
 IMAGE_SHA256 = """async image => {
     const bytes = await (await fetch(image.src)).arrayBuffer();
     const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
@@ -127,6 +140,31 @@ def nudge_slider(page: Page, handle: Locator) -> int:
     return int(new_value)
 
 
+def move_slider_to(page: Page, widget: Widget, label: str, target: int, readout_text: str) -> None:
+    """Click the handle and press arrow keys until it shows `target`; wait for the readout to say `readout_text`."""
+    handle = widget.slider_handle(label)
+    value = int(float(handle.get_attribute("aria-valuenow")))
+    handle.click()
+    for _ in range(abs(target - value)):
+        page.keyboard.press("ArrowRight" if target > value else "ArrowLeft")
+    wait_for_update(widget, widget.readout.filter(has_text=readout_text), f"moving {label} to {target}")
+
+
+def check_every_step_is_drawn(page: Page, widget: Widget) -> None:
+    """Notebook 01's promise: the prediction after every inner step, faint, with the chosen step bold.
+
+    The readout names the faint and bold steps, and the plot has more faint-blue pixels with 8 faint lines
+    than with none (the legend's faint sample and the bold line's anti-aliased edge are in both). With K = 2
+    the steps fan out most: over 20 tasks the difference was 248 pixels or more.
+    """
+    move_slider_to(page, widget, "K (shots)", 2, "K = 2,")
+    move_slider_to(page, widget, "grad steps", 9, "(faint: steps 1–8, bold: step 9)")
+    with_path = widget.image.evaluate(FAINT_BLUE_PIXELS)
+    move_slider_to(page, widget, "grad steps", 1, "steps = 1 (bold: step 1)")
+    without = widget.image.evaluate(FAINT_BLUE_PIXELS)
+    assert with_path > without + 100, f"faint-blue pixels: {with_path} with steps 1-8 faint, {without} with none"
+
+
 def exercise_adaptation_widget(page: Page, widget: Widget) -> None:
     """Move K, move the steps, press "new task": each must redraw the plot and change the readout."""
     k_handle, steps_handle = widget.slider_handle("K (shots)"), widget.slider_handle("grad steps")
@@ -184,6 +222,7 @@ def test_notebook_01_widget_in_jupyterlab(page: Page, lab: Server, screenshots: 
     panel = open_and_run_all(page, lab, notebook)
     widget = find_widget(panel, "img.widget-image")
     exercise_adaptation_widget(page, widget)
+    check_every_step_is_drawn(page, widget)
     assert_no_error_outputs(panel, notebook)
     save_screenshots(panel, widget, screenshots, "01_sinusoid_maml")
 
@@ -227,5 +266,14 @@ def test_notebook_03_episode_widget_in_jupyterlab(page: Page, lab: Server, scree
     for label, template in expected.items():
         handle = widget.slider_handle(label)
         check_plot_changes(widget, lambda: template.format(nudge_slider(page, handle)), f"moving {label}")
+    # The model selector: 20-way brings its own checkpoint and a figure with 20 rows of classes.
+    five_way_height = widget.image.evaluate("image => image.naturalHeight")
+    twenty = widget.root.get_by_role("button", name="20-way 1-shot", exact=True)
+    check_plot_changes(widget, twenty.click, "choosing the 20-way model")
+    expect(widget.readout).to_contain_text("20-way")
+    expect(widget.readout).to_contain_text("model: 20-way 1-shot")
+    assert widget.image.evaluate("image => image.naturalHeight") > five_way_height, "20 rows should be taller"
+    handle = widget.slider_handle("grad steps")
+    check_plot_changes(widget, lambda: f", {nudge_slider(page, handle)} steps:", "moving the steps, 20-way")
     assert_no_error_outputs(panel, notebook)
     save_screenshots(panel, widget, screenshots, "03_omniglot")
