@@ -182,7 +182,8 @@ def tune_inner_lr(model: nn.Module, params: Params, candidates: Sequence[float],
 
 def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way: int, k_shot: int,
                      n_query: int = 15, n_tasks: int = 600, inner_lr: float, max_steps: int = 10,
-                     seed: int = EVAL_SEED, chunk: int = 50) -> StepCurve:
+                     seed: int = EVAL_SEED, chunk: int = 50, rotate: bool = True,
+                     task_batching: str = "vmap") -> StepCurve:
     """Accuracy after 0..max_steps steps on `n_tasks` seeded N-way K-shot episodes drawn from `images`.
 
     Each task is rotated at random and adapts on the same support images at
@@ -191,7 +192,9 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
     reference code uses n_query = k_shot (one image per class in 1-shot), which
     tells the network that the batch holds each class equally often
     (transduction); 15 per class is the usual non-paper choice. Tasks are drawn
-    and run in chunks (under vmap) to bound memory.
+    in chunks of `chunk` (the same seed and chunk give the same tasks) and run
+    under vmap or one by one (`task_batching`; the loop bounds memory for large
+    images). `rotate=False` for photographs (MiniImagenet).
     """
     from .episodes import sample_episodes
 
@@ -200,8 +203,9 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
     per_task = []
     for start in range(0, n_tasks, chunk):
         tasks = sample_episodes(images, min(chunk, n_tasks - start), n_way, k_shot, n_query,
-                                generator=generator).to(device)
+                                generator=generator, rotate=rotate).to(device)
         per_task.append(scores_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
                                            tasks.y_query, inner_lr=inner_lr, max_steps=max_steps,
-                                           loss_fn=F.cross_entropy, metric=accuracy).per_task)
+                                           loss_fn=F.cross_entropy, metric=accuracy,
+                                           task_batching=task_batching).per_task)
     return StepCurve(torch.cat(per_task))

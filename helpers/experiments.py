@@ -14,6 +14,7 @@ from .maml import Params, meta_gradient, meta_loss, task_loss
 from .episodes import sample_episodes
 from .evaluate import VALIDATION_SEED, evaluate_fewshot
 from .models import ConvNet, SinusoidMLP
+from .miniimagenet import load_miniimagenet
 from .omniglot import load_omniglot
 from .tasks import SinusoidTasks, oracle_inputs, sample_sinusoid_tasks
 from .train import Objective, TrainConfig
@@ -117,7 +118,8 @@ class Experiment:
     @property
     def resume_command(self) -> str:
         """The command that continues this experiment's shipped checkpoint to the paper's iteration count."""
-        data = "OMNIGLOT_DIR=../shared/data/omniglot " if self.name.startswith("omniglot") else ""
+        dataset = self.objective_config.get("data")
+        data = f"{DATA_ENV_VARS[dataset]}=/path/to/{dataset} " if dataset in DATA_ENV_VARS else ""
         return f"{data}python -m helpers train {self.name}"
 
 
@@ -165,52 +167,103 @@ def _sinusoid_oracle() -> Experiment:
     )
 
 
-# name: (n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size), the paper's section 5.2 and appendix A.1
-OMNIGLOT_CELLS = {
-    "omniglot_5way_1shot": (5, 1, 0.4, 1, 32),
-    "omniglot_5way_5shot": (5, 5, 0.4, 1, 32),
-    "omniglot_20way_1shot": (20, 1, 0.1, 5, 16),
-    "omniglot_20way_5shot": (20, 5, 0.1, 5, 16),
-}
-# How meta_loss batches tasks, per cell: whichever measured faster on a 2-core CPU, second order
-# (5-way 1-shot: vmap 0.32 vs loop 0.69 s/it; 5-way 5-shot: loop 1.5 vs vmap 2.2; 20-way 1-shot: vmap 1.7 vs loop
-# 2.6). 20-way 5-shot loops to bound memory. Both give the same gradients (tests/test_conv_meta_gradient.py).
-OMNIGLOT_TASK_BATCHING = {"omniglot_5way_1shot": "vmap", "omniglot_5way_5shot": "loop",
-                          "omniglot_20way_1shot": "vmap", "omniglot_20way_5shot": "loop"}
-PAPER_OMNIGLOT = {  # Finn et al. 2017, Table 1: accuracy % and its 95% CI
-    "omniglot_5way_1shot": (98.7, 0.4), "omniglot_5way_5shot": (99.9, 0.1),
-    "omniglot_20way_1shot": (95.8, 0.3), "omniglot_20way_5shot": (98.9, 0.2),
-}
+@dataclass(frozen=True)
+class FewShotCell:
+    """One cell of the paper's Table 1: its data set, task shape, MAML settings and the paper's score."""
+
+    dataset: str  # "omniglot" or "miniimagenet"
+    n_way: int
+    k_shot: int
+    inner_lr: float
+    n_inner_steps: int  # in meta-training
+    meta_batch_size: int
+    n_query: int  # query images per class in meta-training
+    task_batching: str  # whichever measured faster on a 2-core CPU; both give the same gradients (tests)
+    paper: tuple[float, float]  # Table 1: accuracy % and its 95% CI
+    test_steps: int  # the steps after which the paper's number is read
+    first_order: bool = False
+    clip_grad_value: float | None = None  # the reference code clips MiniImagenet's meta-gradient to ±10
 
 
-def _omniglot(name: str) -> Experiment:
-    n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size = OMNIGLOT_CELLS[name]
-    # K query images per class while meta-training, as in the reference code; 15 per class at test time
-    settings = MAMLSettings(inner_lr=inner_lr, n_inner_steps=n_inner_steps, meta_batch_size=meta_batch_size,
-                            k_shot=k_shot, n_query=k_shot, task_batching=OMNIGLOT_TASK_BATCHING[name])
+# Omniglot (§5.2, appendix A.1): K query images per class in meta-training, as in the reference code. Task
+# batching, second order on a 2-core CPU: 5-way 1-shot vmap 0.32 vs loop 0.69 s/it; 5-way 5-shot loop 1.5 vs
+# vmap 2.2; 20-way 1-shot vmap 1.7 vs loop 2.6; 20-way 5-shot loops to bound memory.
+# MiniImagenet (Ravi & Larochelle's split): α = 0.01, 5 steps in training and 10 at test, 15 query images per
+# class, meta-batch 4 for both cells as in the reference code's usage lines (the appendix says 2 for 5-shot),
+# meta-gradient clipped to ±10; the loop beats vmap (3.9 vs 6.3 s/it, 5-way 1-shot second order).
+FEWSHOT_CELLS: dict[str, FewShotCell] = {
+    "omniglot_5way_1shot": FewShotCell("omniglot", 5, 1, 0.4, 1, 32, 1, "vmap", (98.7, 0.4), 1),
+    "omniglot_5way_5shot": FewShotCell("omniglot", 5, 5, 0.4, 1, 32, 5, "loop", (99.9, 0.1), 1),
+    "omniglot_20way_1shot": FewShotCell("omniglot", 20, 1, 0.1, 5, 16, 1, "vmap", (95.8, 0.3), 5),
+    "omniglot_20way_5shot": FewShotCell("omniglot", 20, 5, 0.1, 5, 16, 5, "loop", (98.9, 0.2), 5),
+    "miniimagenet_5way_1shot": FewShotCell("miniimagenet", 5, 1, 0.01, 5, 4, 15, "loop", (48.70, 1.84), 10,
+                                           clip_grad_value=10.0),
+    "miniimagenet_5way_1shot_first_order": FewShotCell("miniimagenet", 5, 1, 0.01, 5, 4, 15, "loop",
+                                                       (48.07, 1.75), 10, first_order=True, clip_grad_value=10.0),
+    "miniimagenet_5way_5shot": FewShotCell("miniimagenet", 5, 5, 0.01, 5, 4, 15, "loop", (63.11, 0.92), 10,
+                                           clip_grad_value=10.0),
+    "miniimagenet_5way_5shot_first_order": FewShotCell("miniimagenet", 5, 5, 0.01, 5, 4, 15, "loop",
+                                                       (63.15, 0.91), 10, first_order=True, clip_grad_value=10.0),
+}
+DATA_ENV_VARS = {"omniglot": "OMNIGLOT_DIR", "miniimagenet": "MINIIMAGENET_DIR"}
+# Notebook 03's views of the Omniglot rows: (n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size) and Table 1
+OMNIGLOT_CELLS = {name: (c.n_way, c.k_shot, c.inner_lr, c.n_inner_steps, c.meta_batch_size)
+                  for name, c in FEWSHOT_CELLS.items() if c.dataset == "omniglot"}
+OMNIGLOT_TASK_BATCHING = {name: c.task_batching for name, c in FEWSHOT_CELLS.items() if c.dataset == "omniglot"}
+PAPER_OMNIGLOT = {name: c.paper for name, c in FEWSHOT_CELLS.items() if c.dataset == "omniglot"}
+
+
+def fewshot_images(dataset: str, split: str) -> torch.Tensor:
+    """A split of a few-shot data set as (classes, examples, [C,] H, W) uint8, read from its data folder."""
+    if dataset == "omniglot":
+        return load_omniglot().split_images(split)
+    if dataset == "miniimagenet":
+        return load_miniimagenet(split).images
+    raise ValueError(f"unknown data set {dataset!r}; known: {sorted(DATA_ENV_VARS)}")
+
+
+def fewshot_model(cell: FewShotCell) -> nn.Module:
+    """The paper's conv net for the cell's data set: 64 filters with stride 2 (Omniglot), 32 with max-pool (Mini)."""
+    if cell.dataset == "omniglot":
+        return ConvNet(cell.n_way)
+    return ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
+
+
+def _fewshot(name: str) -> Experiment:
+    cell = FEWSHOT_CELLS[name]
+    settings = MAMLSettings(inner_lr=cell.inner_lr, n_inner_steps=cell.n_inner_steps,
+                            meta_batch_size=cell.meta_batch_size, k_shot=cell.k_shot, n_query=cell.n_query,
+                            first_order=cell.first_order, task_batching=cell.task_batching)
+    rotate = cell.dataset == "omniglot"  # rotated characters are new classes; rotated photos are not
 
     def make_sampler() -> Callable[[torch.Generator], Any]:
-        images = load_omniglot().split_images("train")
-        return lambda g: sample_episodes(images, meta_batch_size, n_way, k_shot, k_shot, generator=g)
+        images = fewshot_images(cell.dataset, "train")
+        return lambda g: sample_episodes(images, cell.meta_batch_size, cell.n_way, cell.k_shot, cell.n_query,
+                                         generator=g, rotate=rotate)
 
     def make_validator() -> Callable[[nn.Module], float]:
-        images = load_omniglot().split_images("val")
+        images = fewshot_images(cell.dataset, "val")
 
         def validate(model: nn.Module) -> float:
-            curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=n_way, k_shot=k_shot,
-                                     n_tasks=100, inner_lr=inner_lr, max_steps=n_inner_steps, seed=VALIDATION_SEED)
+            curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=cell.n_way,
+                                     k_shot=cell.k_shot, n_tasks=100, inner_lr=cell.inner_lr,
+                                     max_steps=cell.n_inner_steps, seed=VALIDATION_SEED, rotate=rotate,
+                                     task_batching=cell.task_batching)
             return float(curve.mean[-1])
         return validate
 
+    title = {"omniglot": "Omniglot", "miniimagenet": "MiniImagenet"}[cell.dataset]
+    order = ", first order" if cell.first_order else ""
     return Experiment(
         name=name,
-        description=f"MAML on Omniglot, {n_way}-way {k_shot}-shot (α={inner_lr}, {n_inner_steps} step(s), "
-                    f"meta-batch {meta_batch_size}, 60,000 its)",
-        make_model=lambda: ConvNet(n_way),
+        description=f"MAML on {title}, {cell.n_way}-way {cell.k_shot}-shot (α={cell.inner_lr}, "
+                    f"{cell.n_inner_steps} step(s), meta-batch {cell.meta_batch_size}{order}, 60,000 its)",
+        make_model=lambda: fewshot_model(cell),
         make_objective=lambda model: maml_objective(model, settings, loss_fn=F.cross_entropy),
         make_sampler=make_sampler,
-        objective_config={"objective": "maml", "data": "omniglot", "n_way": n_way, **asdict(settings)},
-        train_config=TrainConfig(n_iterations=60_000, meta_lr=1e-3, log_every=50, checkpoint_every=500),
+        objective_config={"objective": "maml", "data": cell.dataset, "n_way": cell.n_way, **asdict(settings)},
+        train_config=TrainConfig(n_iterations=60_000, meta_lr=1e-3, log_every=50, checkpoint_every=500,
+                                 clip_grad_value=cell.clip_grad_value),
         make_validator=make_validator,
         validate_every=500,
     )
@@ -220,7 +273,7 @@ EXPERIMENTS: dict[str, Callable[[], Experiment]] = {
     "sinusoid_maml": _sinusoid_maml,
     "sinusoid_pretrained": _sinusoid_pretrained,
     "sinusoid_oracle": _sinusoid_oracle,
-    **{name: (lambda name=name: _omniglot(name)) for name in OMNIGLOT_CELLS},
+    **{name: (lambda name=name: _fewshot(name)) for name in FEWSHOT_CELLS},
 }
 
 

@@ -22,28 +22,30 @@ def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> di
     `test_accuracy_step*`) and with 15 query images per class
     (`test_accuracy_15query_step*`); notebook 03 explains why they differ.
     """
-    from .experiments import OMNIGLOT_CELLS
-    from .omniglot import load_omniglot
+    from .experiments import FEWSHOT_CELLS, fewshot_images
 
-    n_way, k_shot, inner_lr, n_inner_steps, _ = OMNIGLOT_CELLS[experiment]
+    cell = FEWSHOT_CELLS[experiment]
     params = {k: v.detach() for k, v in model.named_parameters()}
-    images = load_omniglot().split_images("test")
-    metrics: dict[str, Any] = {"test_tasks": n_tasks, "query_per_class": k_shot}
-    for prefix, n_query in (("test_accuracy", k_shot), ("test_accuracy_15query", 15)):
-        curve = evaluate_fewshot(model, params, images, n_way=n_way, k_shot=k_shot, n_query=n_query,
-                                 n_tasks=n_tasks, inner_lr=inner_lr, max_steps=10)
+    images = fewshot_images(cell.dataset, "test")
+    metrics: dict[str, Any] = {"test_tasks": n_tasks, "query_per_class": cell.k_shot}
+    for prefix, n_query in (("test_accuracy", cell.k_shot), ("test_accuracy_15query", 15)):
+        curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot, n_query=n_query,
+                                 n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=10,
+                                 rotate=cell.dataset == "omniglot", task_batching=cell.task_batching)
         metrics |= {f"{prefix}_step{s}": {"mean": round(100 * float(curve.mean[s]), 2),
                                           "ci95": round(100 * float(curve.ci95[s]), 2)}
-                    for s in sorted({0, 1, n_inner_steps, 10})}
+                    for s in sorted({0, 1, cell.n_inner_steps, cell.test_steps, 10})}
     return metrics
 
 
 def experiment_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> dict[str, Any]:
     """K=5 test MSE after 1/5/10 steps (mean, CI, median); the tuned step size for the pretrained model.
 
-    `n_tasks` (Omniglot only) trades precision for time: the first n of the same 600 seeded tasks.
+    `n_tasks` (few-shot cells only) trades precision for time: the first n of the same 600 seeded tasks.
     """
-    if experiment.startswith("omniglot"):
+    from .experiments import FEWSHOT_CELLS
+
+    if experiment in FEWSHOT_CELLS:
         return fewshot_metrics(experiment, model, n_tasks)
     params = {k: v.detach() for k, v in model.named_parameters()}
     if experiment == "sinusoid_oracle":

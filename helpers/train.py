@@ -35,6 +35,7 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 5_000
     compile: bool = False  # torch.compile the gradient: ~15 s once, then about 3x faster on small models
+    clip_grad_value: float | None = None  # clamp each meta-gradient entry to ±this before Adam (reference code)
 
     def __post_init__(self) -> None:
         check_int_at_least("n_iterations", self.n_iterations, 1)
@@ -42,6 +43,8 @@ class TrainConfig:
         check_int_at_least("seed", self.seed, 0)
         check_int_at_least("log_every", self.log_every, 1)
         check_int_at_least("checkpoint_every", self.checkpoint_every, 1)
+        if self.clip_grad_value is not None:
+            check_positive("clip_grad_value", self.clip_grad_value)
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of "
                              f"log_every ({self.log_every}) so that checkpoints hold checked losses")
@@ -122,6 +125,8 @@ def train(
         grads, loss = gradient_fn(params, batch)
         for name, p in params.items():
             p.grad = grads[name]
+        if config.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_grad_value)
         optimizer.step()
         window[iteration % config.log_every] = loss.detach()
         done = iteration + 1

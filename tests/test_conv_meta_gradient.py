@@ -8,10 +8,10 @@ from helpers.models import BatchStatsNorm2d, ConvNet
 from test_maml_gradient import reference_meta_gradient
 
 
-def random_episodes(n_tasks=2, n_way=3, k_shot=2, n_query=2, size=28):
+def random_episodes(n_tasks=2, n_way=3, k_shot=2, n_query=2, size=28, channels=1):
     generator = torch.Generator().manual_seed(0)
-    x_support = torch.rand(n_tasks, n_way * k_shot, 1, size, size, generator=generator, dtype=torch.float64)
-    x_query = torch.rand(n_tasks, n_way * n_query, 1, size, size, generator=generator, dtype=torch.float64)
+    x_support = torch.rand(n_tasks, n_way * k_shot, channels, size, size, generator=generator, dtype=torch.float64)
+    x_query = torch.rand(n_tasks, n_way * n_query, channels, size, size, generator=generator, dtype=torch.float64)
     y_support = torch.arange(n_way).repeat_interleave(k_shot).expand(n_tasks, -1)
     y_query = torch.arange(n_way).repeat_interleave(n_query).expand(n_tasks, -1)
     return x_support, y_support, x_query, y_query
@@ -33,12 +33,15 @@ def with_builtin_batch_norm(model):
     return model
 
 
-def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_norm=False, via="meta_loss"):
+def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_norm=False, via="meta_loss",
+                    downsample="stride"):
+    """Omniglot's net (stride 2, grey 28x28) or MiniImagenet's (max-pool, colour; 32x32 keeps it quick)."""
     torch.manual_seed(0)
-    model = ConvNet(3, hidden=8)
+    size, channels = (28, 1) if downsample == "stride" else (32, 3)
+    model = ConvNet(3, in_channels=channels, hidden=8, image_size=size, downsample=downsample)
     model = (with_builtin_batch_norm(model) if builtin_batch_norm else model).double()
     params = dict(model.named_parameters())
-    tensors = random_episodes()
+    tensors = random_episodes(size=size, channels=channels)
     kwargs = dict(inner_lr=0.4, n_inner_steps=n_inner_steps, first_order=first_order)
     options = dict(loss_fn=F.cross_entropy, task_batching=task_batching, **kwargs)
     if via == "meta_loss":
@@ -59,6 +62,14 @@ def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_nor
 @pytest.mark.parametrize("n_inner_steps", [1, 2])
 def test_conv_meta_gradient_matches_reference(task_batching, first_order, n_inner_steps, via):
     errors = relative_errors(task_batching, first_order, n_inner_steps, via=via)
+    assert max(errors.values()) < 1e-10, errors
+
+
+@pytest.mark.parametrize("task_batching", ["vmap", "loop"])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("n_inner_steps", [1, 3])
+def test_maxpool_conv_meta_gradient_matches_reference(task_batching, first_order, n_inner_steps):
+    errors = relative_errors(task_batching, first_order, n_inner_steps, via="meta_gradient", downsample="maxpool")
     assert max(errors.values()) < 1e-10, errors
 
 
