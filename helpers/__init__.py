@@ -1,7 +1,6 @@
 """helpers: the small package behind the MAML notebooks. Importing it runs nothing."""
 from . import (checkpoints, download, episodes, evaluate, experiments, fewshot_widgets, maml, metrics, miniimagenet,
-               omniglot,
-               plotting, show, stability, tasks, train, widgets)
+               omniglot, plotting, show, stability, tasks, train, widgets)
 from .device import default_device, seed_everything
 from .maml import adapt, adaptation_steps, meta_gradient, meta_loss, query_loss_after_adaptation, task_loss
 from .models import SinusoidMLP, build_model
