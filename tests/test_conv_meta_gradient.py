@@ -84,3 +84,20 @@ def test_builtin_batch_norm_is_exact_in_a_loop_and_to_first_order_under_vmap():
 def test_builtin_batch_norm_second_order_under_vmap():
     errors = relative_errors("vmap", False, 1, builtin_batch_norm=True)
     assert max(errors.values()) < 1e-10, errors
+
+
+def test_batch_norm_takes_the_fused_kernel_outside_vmap_and_plain_ops_inside(monkeypatch):
+    """Both paths are the ones checked above: the loop runs torch's kernel, vmap the plain ops."""
+    import helpers.models
+
+    calls = []
+    kernel = helpers.models.F.batch_norm
+    monkeypatch.setattr(helpers.models.F, "batch_norm", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    for task_batching, expected in (("loop", True), ("vmap", False)):
+        calls.clear()
+        relative_errors(task_batching, False, 1, via="meta_gradient")
+        assert bool(calls) == expected, (task_batching, len(calls))
+    norm = BatchStatsNorm2d(4).double()
+    x = torch.randn(6, 4, 5, 5, dtype=torch.float64)
+    from torch.func import vmap
+    assert torch.allclose(norm(x), vmap(norm)(x[None])[0], rtol=0, atol=1e-12)  # both paths, same numbers
