@@ -39,6 +39,7 @@ class FewShotModel:
     images: Tensor
     n_way: int
     inner_lr: float
+    rotate: bool = True  # turn classes by multiples of 90° (Omniglot); False for photographs (MiniImagenet)
 
 
 def as_picture(image: Tensor) -> np.ndarray:
@@ -58,7 +59,7 @@ class FewShotEpisodeWidget:
     """
 
     def __init__(self, model: nn.Module | None = None, params: Params | None = None, images: Tensor | None = None,
-                 *, n_way: int | None = None, inner_lr: float | None = None,
+                 *, n_way: int | None = None, inner_lr: float | None = None, rotate: bool = True,
                  models: Mapping[str, FewShotModel] | None = None, k_shot: int = 1, n_steps: int = 1,
                  n_query: int = 3, seed: int = 0) -> None:
         single = (model, params, images, n_way, inner_lr)
@@ -68,11 +69,11 @@ class FewShotEpisodeWidget:
         if models is not None and any(part is not None for part in single):
             raise ValueError("pass either one model (model, params, images, n_way, inner_lr) or models=..., not both")
         if models is None:
-            models = {f"{n_way}-way": FewShotModel(model, params, images, n_way, inner_lr)}
+            models = {f"{n_way}-way": FewShotModel(model, params, images, n_way, inner_lr, rotate)}
         if not models:
             raise ValueError("models is empty: give at least one label -> FewShotModel")
         self.models = {label: FewShotModel(m.model, {k: v.detach() for k, v in m.params.items()}, m.images,
-                                           m.n_way, m.inner_lr) for label, m in models.items()}
+                                           m.n_way, m.inner_lr, m.rotate) for label, m in models.items()}
         self.n_query, self.seed = n_query, seed
         self._cache: dict[tuple[str, int, int], tuple[FewShotTasks, Tensor]] = {}
         self.model_selector = widgets.ToggleButtons(options=list(self.models), description="model",
@@ -112,7 +113,8 @@ class FewShotEpisodeWidget:
         key = (label, index, k_shot)
         if key not in self._cache:
             generator = torch.Generator().manual_seed(self.seed * 1000 + index)
-            task = sample_episodes(chosen.images, 1, chosen.n_way, k_shot, self.n_query, generator=generator)
+            task = sample_episodes(chosen.images, 1, chosen.n_way, k_shot, self.n_query, generator=generator,
+                                   rotate=chosen.rotate)
             with torch.no_grad():
                 predictions = torch.stack([
                     functional_call(chosen.model, p, (task.x_query[0],)).argmax(-1)

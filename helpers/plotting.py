@@ -52,13 +52,14 @@ def plot_error_vs_steps(curves: Mapping[str, StepCurve], *, ax: Axes | None = No
 class LiveLossPlot:
     """A loss curve that redraws in place during training: pass it as `train(..., on_log=...)`."""
 
-    def __init__(self, log_every: int, *, title: str = "Meta-training loss (live)") -> None:
+    def __init__(self, log_every: int, *, title: str = "Meta-training loss (live)",
+                 loss_name: str = "query MSE") -> None:
         from IPython.display import display
 
         self.log_every = log_every
         self.figure, self.ax = plt.subplots(figsize=(7, 3.5))
         self.line, = self.ax.plot([], [])
-        self.ax.set(xlabel="meta-iteration", ylabel=f"query MSE (mean over {log_every} its)", yscale="log",
+        self.ax.set(xlabel="meta-iteration", ylabel=f"{loss_name} (mean over {log_every} its)", yscale="log",
                     title=title)
         plt.close(self.figure)  # shown through the handle only, not again at the cell's end
         self.handle = display(self.figure, display_id=True)
