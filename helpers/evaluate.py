@@ -24,13 +24,19 @@ PAPER_TABLE2_PRETRAINED_K5 = {1: 2.41, 5: 2.23, 10: 2.19}
 
 @dataclass(frozen=True)
 class StepCurve:
-    """Per-task errors after 0..max_steps steps, and their summaries."""
+    """Per-task errors after 0..max_steps steps (or after the steps named in `scored_steps`), and their summaries."""
 
-    per_task: Tensor  # (tasks, steps + 1)
+    per_task: Tensor  # (tasks, steps + 1), or (tasks, len(scored_steps))
+    scored_steps: tuple[int, ...] | None = None  # None: every step 0..max_steps
 
     @property
     def steps(self) -> list[int]:
-        return list(range(self.per_task.shape[1]))
+        return list(self.scored_steps) if self.scored_steps is not None else list(range(self.per_task.shape[1]))
+
+    def at(self, step: int) -> tuple[float, float]:
+        """(mean, 95% CI half-width) after `step` steps."""
+        column = self.steps.index(step)
+        return float(self.mean[column]), float(self.ci95[column])
 
     @property
     def mean(self) -> Tensor:
@@ -81,6 +87,7 @@ def scores_after_steps(
     loss_fn=F.mse_loss,
     metric=None,
     task_batching: str = "vmap",
+    scored_steps: Sequence[int] | None = None,
 ) -> StepCurve:
     """`metric` on every task's query set after 0..max_steps steps on its own (fixed) support set.
 
@@ -88,20 +95,28 @@ def scores_after_steps(
     defaults to `loss_fn` (an error); pass `accuracy` for classifiers. Tasks run
     together under vmap, or one by one (`task_batching="loop"`, faster for
     conv nets on a CPU); nothing here builds a graph for an outer gradient.
+    `scored_steps` scores the query set after those steps only: the query
+    forward pass is most of the cost for large images (MiniImagenet).
     """
     check_positive("inner_lr", inner_lr)
     check_int_at_least("max_steps", max_steps, 0)
     metric = metric or loss_fn
     params = {name: p.detach() for name, p in params.items()}
+    if scored_steps is not None:
+        scored_steps = tuple(sorted(set(scored_steps)))
+        if not scored_steps or scored_steps[0] < 0 or scored_steps[-1] > max_steps:
+            raise ValueError(f"scored_steps must be steps within 0..{max_steps}, got {scored_steps}")
+    scored = set(range(max_steps + 1) if scored_steps is None else scored_steps)
 
     def one_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
-        return torch.stack([metric(functional_call(model, p, (xq,)), yq) for p in adaptation_steps(
-            model, params, xs, ys, inner_lr=inner_lr, n_inner_steps=max_steps, loss_fn=loss_fn)])
+        return torch.stack([metric(functional_call(model, p, (xq,)), yq) for step, p in enumerate(adaptation_steps(
+            model, params, xs, ys, inner_lr=inner_lr, n_inner_steps=max_steps, loss_fn=loss_fn)) if step in scored])
 
     with torch.no_grad():
         if task_batching == "vmap":
-            return StepCurve(vmap(one_task)(x_support, y_support, x_query, y_query))
-        return StepCurve(torch.stack([one_task(*task) for task in zip(x_support, y_support, x_query, y_query)]))
+            return StepCurve(vmap(one_task)(x_support, y_support, x_query, y_query), scored_steps)
+        return StepCurve(torch.stack([one_task(*task) for task in zip(x_support, y_support, x_query, y_query)]),
+                         scored_steps)
 
 
 def predictions_after_steps(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor,
@@ -183,7 +198,7 @@ def tune_inner_lr(model: nn.Module, params: Params, candidates: Sequence[float],
 def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way: int, k_shot: int,
                      n_query: int = 15, n_tasks: int = 600, inner_lr: float, max_steps: int = 10,
                      seed: int = EVAL_SEED, chunk: int = 50, rotate: bool = True,
-                     task_batching: str = "vmap") -> StepCurve:
+                     task_batching: str = "vmap", scored_steps: Sequence[int] | None = None) -> StepCurve:
     """Accuracy after 0..max_steps steps on `n_tasks` seeded N-way K-shot episodes drawn from `images`.
 
     Each task is rotated at random and adapts on the same support images at
@@ -194,7 +209,8 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
     (transduction); 15 per class is the usual non-paper choice. Tasks are drawn
     in chunks of `chunk` (the same seed and chunk give the same tasks) and run
     under vmap or one by one (`task_batching`; the loop bounds memory for large
-    images). `rotate=False` for photographs (MiniImagenet).
+    images). `rotate=False` for photographs (MiniImagenet). `scored_steps`:
+    see `scores_after_steps`.
     """
     from .episodes import sample_episodes
 
@@ -206,6 +222,6 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
                                 generator=generator, rotate=rotate).to(device)
         per_task.append(scores_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
                                            tasks.y_query, inner_lr=inner_lr, max_steps=max_steps,
-                                           loss_fn=F.cross_entropy, metric=accuracy,
-                                           task_batching=task_batching).per_task)
-    return StepCurve(torch.cat(per_task))
+                                           loss_fn=F.cross_entropy, metric=accuracy, task_batching=task_batching,
+                                           scored_steps=scored_steps).per_task)
+    return StepCurve(torch.cat(per_task), None if scored_steps is None else tuple(sorted(set(scored_steps))))

@@ -248,7 +248,7 @@ def _fewshot(name: str) -> Experiment:
             curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=cell.n_way,
                                      k_shot=cell.k_shot, n_tasks=100, inner_lr=cell.inner_lr,
                                      max_steps=cell.n_inner_steps, seed=VALIDATION_SEED, rotate=rotate,
-                                     task_batching=cell.task_batching)
+                                     task_batching=cell.task_batching, scored_steps=(cell.n_inner_steps,))
             return float(curve.mean[-1])
         return validate
 

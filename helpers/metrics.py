@@ -28,13 +28,14 @@ def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> di
     params = {k: v.detach() for k, v in model.named_parameters()}
     images = fewshot_images(cell.dataset, "test")
     metrics: dict[str, Any] = {"test_tasks": n_tasks, "query_per_class": cell.k_shot}
+    steps = (0, 1, cell.n_inner_steps, cell.test_steps, 10)
     for prefix, n_query in (("test_accuracy", cell.k_shot), ("test_accuracy_15query", 15)):
         curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot, n_query=n_query,
-                                 n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=10,
+                                 n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=10, scored_steps=steps,
                                  rotate=cell.dataset == "omniglot", task_batching=cell.task_batching)
-        metrics |= {f"{prefix}_step{s}": {"mean": round(100 * float(curve.mean[s]), 2),
-                                          "ci95": round(100 * float(curve.ci95[s]), 2)}
-                    for s in sorted({0, 1, cell.n_inner_steps, cell.test_steps, 10})}
+        for step in curve.steps:
+            mean, ci95 = curve.at(step)
+            metrics[f"{prefix}_step{step}"] = {"mean": round(100 * mean, 2), "ci95": round(100 * ci95, 2)}
     return metrics
 
 
