@@ -1,0 +1,125 @@
+"""What one meta-iteration of a few-shot cell costs: seconds, and the peak memory it adds, in a fresh process.
+
+Memory is measured in its own process because an allocator keeps what earlier
+work freed: in a notebook that has already trained or scored, a second
+measurement would see little growth. CPU: the resident-set high-water mark,
+reset after set-up (Linux /proc/self/clear_refs); CUDA: the allocator's peak.
+
+    python -m helpers.cost miniimagenet_5way_1shot --meta-batch-size 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class MetaStepCost:
+    seconds: float  # one meta-iteration (gradient + Adam step), the second of two so set-up costs are left out
+    peak_mib: float  # what the first iteration added to the process's peak memory
+    meta_batch_size: int
+
+
+def _status_kib(field: str) -> int:
+    """A field of /proc/self/status (VmRSS, VmHWM) in KiB."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,
+                 n_inner_steps: int | None = None, device: str = "cpu", seed: int = 0) -> MetaStepCost:
+    """Two meta-iterations in this process: the first for memory, the second for time.
+
+    `meta_batch_size`, `first_order` and `n_inner_steps` override the cell's own settings.
+    """
+    from .episodes import sample_episodes
+    from .experiments import FEWSHOT_CELLS, fewshot_images, get_experiment, maml_objective
+
+    exp = get_experiment(experiment)
+    model = exp.new_model(seed).to(device)
+    params = dict(model.named_parameters())
+    cell = FEWSHOT_CELLS.get(experiment)
+    if cell is None:
+        raise ValueError(f"{experiment!r} is not a few-shot cell; known: {sorted(FEWSHOT_CELLS)}")
+    settings = exp.make_objective(model).settings
+    overrides = {"first_order": first_order, "n_inner_steps": n_inner_steps}
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    objective = maml_objective(model, settings, loss_fn=F.cross_entropy)
+    n_tasks = meta_batch_size or cell.meta_batch_size  # fewer tasks: a looped meta-batch costs per task
+    images = fewshot_images(cell.dataset, "train")
+    generator = torch.Generator().manual_seed(seed)
+    batches = [sample_episodes(images, n_tasks, cell.n_way, cell.k_shot, cell.n_query, generator=generator,
+                               rotate=cell.dataset == "omniglot").to(device) for _ in range(2)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=exp.train_config.meta_lr)
+
+    def step(batch) -> None:
+        grads, _ = objective.gradient(params, batch)
+        for name, p in params.items():
+            p.grad = grads[name]
+        optimizer.step()
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        before = _status_kib("VmRSS") * 1024
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+    step(batches[0])
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _status_kib("VmHWM") * 1024
+    started = time.perf_counter()
+    step(batches[1])
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return MetaStepCost(time.perf_counter() - started, (peak - before) / 2**20, n_tasks)
+
+
+def meta_iteration_cost(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,
+                        n_inner_steps: int | None = None, device: str = "cpu",
+                        threads: int | None = None) -> MetaStepCost:
+    """`measure_here` in a fresh Python process, so that nothing this process did is counted."""
+    command = [sys.executable, "-m", "helpers.cost", experiment, "--device", device]
+    if meta_batch_size is not None:
+        command += ["--meta-batch-size", str(meta_batch_size)]
+    if first_order is not None:
+        command += ["--first-order" if first_order else "--second-order"]
+    if n_inner_steps is not None:
+        command += ["--inner-steps", str(n_inner_steps)]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {experiment} failed:\n{done.stderr.strip()[-2000:]}")
+    return MetaStepCost(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment")
+    parser.add_argument("--meta-batch-size", type=int)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--inner-steps", type=int)
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--first-order", dest="first_order", action="store_true", default=None)
+    order.add_argument("--second-order", dest="first_order", action="store_false")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cost = measure_here(args.experiment, meta_batch_size=args.meta_batch_size, first_order=args.first_order,
+                        n_inner_steps=args.inner_steps, device=args.device)
+    print(json.dumps(cost.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

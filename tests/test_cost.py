@@ -1,0 +1,20 @@
+"""Measured cost of a meta-iteration: second order keeps every inner step's graph, first order does not."""
+import pytest
+
+from helpers.cost import meta_iteration_cost, measure_here
+from test_omniglot import needs_data
+
+
+@needs_data
+def test_second_order_holds_more_memory_than_first_order_and_both_are_measured():
+    """Omniglot 20-way 1-shot, 5 inner steps, 2 tasks, each in a fresh process."""
+    second = meta_iteration_cost("omniglot_20way_1shot", meta_batch_size=2, threads=1)
+    first = meta_iteration_cost("omniglot_20way_1shot", meta_batch_size=2, first_order=True, threads=1)
+    assert second.meta_batch_size == first.meta_batch_size == 2
+    assert 0 < first.seconds < 60 and 0 < second.seconds < 60
+    assert second.peak_mib > 1.5 * first.peak_mib > 0, (second, first)
+
+
+def test_only_few_shot_cells_are_measured():
+    with pytest.raises(ValueError, match="'sinusoid_maml' is not a few-shot cell"):
+        measure_here("sinusoid_maml")
