@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NB ?= notebooks/01_sinusoid_maml.ipynb
 PORT ?= 8866
 
-.PHONY: lab test test-fast test-browser present benchmarks checkpoints clean
+.PHONY: lab test test-fast test-browser site present benchmarks checkpoints clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-fast: $(STAMP)
 ## The widgets used in headless Chromium: JupyterLab runs each notebook, Voilà presents one (needs /usr/bin/chromium).
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest tests/browser -m browser -v
+
+## Execute every notebook and write a static site to site/: one page per notebook, an index, widgets as their last state.
+site: $(STAMP)
+	$(BIN)/python tools/build_site.py --out site
 
 ## Present a notebook as an app without its code cells (Voilà), e.g. make present NB=notebooks/02_baselines_pretrain_oracle.ipynb
 present: $(STAMP)
