@@ -5,6 +5,7 @@
     python -m helpers train sinusoid_maml --iterations 2000 --out /tmp/short.pt
     python -m helpers train omniglot_20way_5shot --minutes 30   # a time budget; run it again to go on
     python -m helpers evaluate omniglot_5way_1shot     # (re)compute a checkpoint's test metrics, e.g. mid-training
+    python -m helpers results --update-readme          # the README's Table 1 rows, from the checkpoints
 """
 from __future__ import annotations
 
@@ -41,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("experiment", choices=sorted(EXPERIMENTS))
     score.add_argument("--checkpoint", type=Path, help="default: data/checkpoints/NAME.pt")
     score.add_argument("--tasks", type=int, default=600,
-                       help="Omniglot test tasks (default 600, as the paper; fewer are the first of the same tasks)")
+                       help="test tasks (default 600, as the paper; fewer are the first of the same tasks)")
+    tables = commands.add_parser("results", help="print the Table 1 rows from the checkpoints' stored scores")
+    tables.add_argument("--update-readme", action="store_true", help="rewrite them in README.md")
     args = parser.parse_args(argv)
 
+    if args.command == "results":
+        from .results import main as results
+        return results(update_readme=args.update_readme)
     if args.command == "list":
         for name in sorted(EXPERIMENTS):
             print(f"{name:24s} {get_experiment(name).description}")
