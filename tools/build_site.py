@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,6 +34,7 @@ TEMPLATE = Path(__file__).resolve().parent / "site.html.j2"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 SNAPSHOT_MARK = "SITE-FIGURE-SNAPSHOTS "
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 NOTE = "A snapshot of this widget as the notebook left it; open the notebook in JupyterLab to use it."
 
 # Run in the kernel after the notebook's own cells: ipympl canvases keep their pixels in the kernel only.
@@ -236,14 +238,22 @@ Each lesson ends with exercises; its solutions page answers them.</p>
 """
 
 
-def build(out: Path, only: list[str], timeout_s: int) -> None:
+def build(out: Path, only: list[str], timeout_s: int) -> int:
+    """Build every page; a notebook that fails is reported and skipped, and the build then fails (exit code 1)."""
     out.mkdir(parents=True, exist_ok=True)
-    pages = []
+    pages, failed = [], []
     for path in notebook_paths():
         if only and not any(word in path.name for word in only):
             continue
         start = time.perf_counter()
-        notebook, snapshots = execute(path, timeout_s)
+        try:
+            notebook, snapshots = execute(path, timeout_s)
+        except CellExecutionError as error:
+            lines = [line for line in ANSI.sub("", str(error)).splitlines() if line.strip()]
+            failed.append(f"{path.name}: {lines[-1] if lines else error}")
+            print(f"{path.name}: FAILED, no page written\n{ANSI.sub('', str(error))[-3000:]}", flush=True)
+            (out / f"{path.stem}.html").unlink(missing_ok=True)
+            continue
         widgets = StaticWidgets(notebook, snapshots).replace_views(notebook)
         render_math(notebook)
         title = title_of(notebook, path.stem)
@@ -253,15 +263,18 @@ def build(out: Path, only: list[str], timeout_s: int) -> None:
     if not only:
         (out / "index.html").write_text(index_page(pages), encoding="utf-8")
     print(f"site written to {out}/ ({len(pages)} pages)")
+    if failed:
+        print("these notebooks failed, so the site is incomplete:\n  " + "\n  ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "site")
     parser.add_argument("--only", nargs="*", default=[], help="build only notebooks whose name contains one of these")
     parser.add_argument("--timeout", type=int, default=600, help="seconds a cell may take")
     args = parser.parse_args(argv)
-    build(args.out, args.only, args.timeout)
+    return build(args.out, args.only, args.timeout)
 
 
 if __name__ == "__main__":
