@@ -150,8 +150,8 @@ class SinusoidAdaptationWidget:
         k, steps = self.k_slider.value, self.steps_slider.value
         self.true_line.set_ydata(self.y_true[:, 0].numpy())
         self.support_dots.set_data(self.x_pool[:k, 0].numpy(), self.y_pool[:k, 0].numpy())
-        faint = {0: "", 1: "", 2: "faint: step 1, "}.get(steps, f"faint: steps 1–{steps - 1}, ")
-        path = f"{faint}bold: step {steps}"
+        earlier = {0: "", 1: "", 2: "faint: step 1, "}.get(steps, f"faint: steps 1–{steps - 1}, ")
+        path = f"{earlier}bold: step {steps}"
         parts = [f"A = {self.amplitude:.2f}, φ = {self.phase:.2f} rad; K = {k}, steps = {steps} ({path})"]
         for learner, before, faint, after in zip(self.learners, self.before_lines, self.step_lines, self.after_lines):
             trajectory = self.predictions(learner, k).detach().numpy()  # (steps + 1, grid)
