@@ -116,7 +116,7 @@ def meta_loss(
     ``.backward()`` on the result for the meta-gradient. ``task_batching="vmap"``
     runs all tasks at once (5x faster for the sinusoid MLP on a 2-core CPU);
     ``"loop"`` runs them one by one: faster for conv nets whenever each task's
-    batch is large (benchmarks/omniglot_meta_step.py), and right for modules
+    batch is large (benchmarks/conv_meta_step.py), and right for modules
     whose second derivatives vmap gets wrong (torch's own batch-norm kernel:
     see models.BatchStatsNorm2d). Either way every task's graph lives until
     the backward pass; ``meta_gradient`` frees each looped task's graph at once.

@@ -1,9 +1,9 @@
-"""The shipped Omniglot checkpoints: 5-way 1-shot reaches the paper's 98.7%; every cell says what it is."""
+"""The shipped few-shot checkpoints: Omniglot 5-way 1-shot reaches the paper's 98.7%; every cell says what it is."""
 import pytest
 
 from helpers.checkpoints import load_checkpoint
 from helpers.evaluate import evaluate_fewshot
-from helpers.experiments import OMNIGLOT_CELLS, PAPER_OMNIGLOT, get_experiment
+from helpers.experiments import FEWSHOT_CELLS, PAPER_OMNIGLOT, get_experiment
 from helpers.omniglot import load_omniglot
 
 from test_omniglot import SHARED, needs_data
@@ -29,28 +29,33 @@ def test_5way_1shot_reaches_the_paper(test_images):
     assert abs(stored - 100 * float(curve.mean[1])) < 0.01, "metadata disagrees with a fresh evaluation"
 
 
-SHIPPED = sorted(name for name in OMNIGLOT_CELLS if get_experiment(name).checkpoint_path.exists())
+SHIPPED = sorted(name for name in FEWSHOT_CELLS if get_experiment(name).checkpoint_path.exists())
 
 
-def test_the_paper_cell_and_at_least_one_more_are_shipped():
-    assert "omniglot_5way_1shot" in SHIPPED and len(SHIPPED) >= 2, SHIPPED
+def test_the_paper_cell_and_at_least_one_more_of_each_data_set_are_shipped():
+    assert "omniglot_5way_1shot" in SHIPPED, SHIPPED
+    for dataset in ("omniglot", "miniimagenet"):
+        assert sum(FEWSHOT_CELLS[name].dataset == dataset for name in SHIPPED) >= 2, SHIPPED
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_cell_has_its_settings_and_scores(name):
     experiment = get_experiment(name)
     checkpoint = load_checkpoint(experiment.checkpoint_path, expected_model_config=experiment.make_model().config())
-    n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size = OMNIGLOT_CELLS[name]
+    cell = FEWSHOT_CELLS[name]
     config = checkpoint.train_config
-    assert (config["n_way"], config["k_shot"], config["inner_lr"], config["n_inner_steps"],
-            config["meta_batch_size"], config["first_order"]) == (n_way, k_shot, inner_lr, n_inner_steps,
-                                                                   meta_batch_size, False)
+    assert (config["data"], config["n_way"], config["k_shot"], config["inner_lr"], config["n_inner_steps"],
+            config["meta_batch_size"], config["n_query"], config["first_order"]) == (
+        cell.dataset, cell.n_way, cell.k_shot, cell.inner_lr, cell.n_inner_steps, cell.meta_batch_size, cell.n_query,
+        cell.first_order)
+    assert config.get("clip_grad_value") == cell.clip_grad_value
     assert 0 < checkpoint.iteration <= config["n_iterations"] == 60_000
     assert checkpoint.command.startswith(f"python -m helpers train {name}")
     assert checkpoint.optimizer_state is not None and checkpoint.generator_state is not None  # resumable
     for key in ("test_accuracy", "test_accuracy_15query"):
-        for steps in (0, n_inner_steps, 10):
+        for steps in (0, cell.n_inner_steps, cell.test_steps, 10):
             result = checkpoint.metrics[f"{key}_step{steps}"]
             assert 0 <= result["mean"] <= 100 and result["ci95"] > 0
-    assert checkpoint.metrics["test_tasks"] >= 100 and checkpoint.metrics["query_per_class"] == k_shot
-    assert checkpoint.metrics[f"test_accuracy_step{n_inner_steps}"]["mean"] > 100 / n_way + 10  # it learned
+    assert checkpoint.metrics["test_tasks"] >= 100 and checkpoint.metrics["query_per_class"] == cell.k_shot
+    learned = checkpoint.metrics[f"test_accuracy_step{cell.test_steps}"]["mean"]
+    assert learned > 100 / cell.n_way + 10, learned  # well above chance on classes never trained on

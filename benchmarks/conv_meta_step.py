@@ -1,13 +1,14 @@
-"""Seconds per Omniglot meta-iteration (and peak memory): helpers against a plain loop, `higher`, `learn2learn`.
+"""Seconds per conv-net meta-iteration (and peak memory): helpers against a plain loop, `higher`, `learn2learn`.
 
-Cells: 5-way 1-shot (α=0.4, 1 step, meta-batch 32) and 20-way 1-shot (α=0.1,
-5 steps, meta-batch 16), second and first order, with 15 query images per class
-(the paper's evaluation shape; the reference code trains with 1). Variants run
-in one process, interleaved; medians and ratios are printed. Peak memory is
+Cells (helpers.experiments.FEWSHOT_CELLS, their α, steps and meta-batch): Omniglot 5-way 1-shot and 20-way
+1-shot, MiniImagenet 5-way 1-shot and 5-way 5-shot; second and first order, with 15 query images per class
+(the paper's evaluation shape and MiniImagenet's training shape; the reference code trains Omniglot with K).
+Variants run in one process, interleaved; medians and ratios are printed. Peak memory is
 measured per variant in a fresh subprocess: what two iterations add on top of the set-up
 process (CPU: resident-set high-water mark; CUDA: the allocator's peak).
 
-    OMNIGLOT_DIR=../shared/data/omniglot python benchmarks/omniglot_meta_step.py [--device cuda] [--rounds 3]
+    OMNIGLOT_DIR=/path/to/omniglot MINIIMAGENET_DIR=/path/to/miniimagenet \
+        python benchmarks/conv_meta_step.py [--device cuda] [--rounds 3] [--cells omniglot_5way_1shot ...]
 """
 from __future__ import annotations
 
@@ -24,30 +25,36 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from helpers.episodes import sample_episodes
-from helpers.experiments import MAMLSettings, maml_objective
-from helpers.models import ConvNet
-from helpers.omniglot import load_omniglot
+from helpers.experiments import FEWSHOT_CELLS, MAMLSettings, fewshot_images, fewshot_model, maml_objective
 
-CELLS = {"5-way 1-shot": (5, 0.4, 1, 32), "20-way 1-shot": (20, 0.1, 5, 16)}  # n_way, α, steps, meta-batch
+CELLS = ("omniglot_5way_1shot", "omniglot_20way_1shot", "miniimagenet_5way_1shot", "miniimagenet_5way_5shot")
 N_QUERY = 15
 Step = Callable[[], None]
 
 
-def setup(n_way: int, meta_batch_size: int, device: str):
+def settings(cell: str) -> tuple[int, float, int, int]:
+    """(n_way, α, inner steps, meta-batch) of a cell, as the paper trains it."""
+    c = FEWSHOT_CELLS[cell]
+    return c.n_way, c.inner_lr, c.n_inner_steps, c.meta_batch_size
+
+
+def setup(cell: str, device: str):
+    c = FEWSHOT_CELLS[cell]
     torch.manual_seed(0)
-    model = ConvNet(n_way).to(device)
+    model = fewshot_model(c).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images = load_omniglot().split_images("train")
+    images = fewshot_images(c.dataset, "train")
     generator = torch.Generator().manual_seed(0)
-    return model, optimizer, lambda: sample_episodes(images, meta_batch_size, n_way, 1, N_QUERY,
-                                                     generator=generator).to(device)
+    return model, optimizer, lambda: sample_episodes(images, c.meta_batch_size, c.n_way, c.k_shot, N_QUERY,
+                                                     generator=generator, rotate=c.dataset == "omniglot").to(device)
 
 
 def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "vmap") -> Step:
-    n_way, inner_lr, steps, batch = CELLS[cell]
-    model, optimizer, tasks = setup(n_way, batch, device)
-    objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, 1, N_QUERY, first_order, task_batching),
-                               loss_fn=F.cross_entropy)
+    n_way, inner_lr, steps, batch = settings(cell)
+    model, optimizer, tasks = setup(cell, device)
+    k_shot = FEWSHOT_CELLS[cell].k_shot
+    objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, k_shot, N_QUERY, first_order,
+                                                   task_batching), loss_fn=F.cross_entropy)
 
     params = dict(model.named_parameters())
 
@@ -60,8 +67,8 @@ def helpers_step(cell: str, first_order: bool, device: str, task_batching: str =
 
 
 def plain_step(cell: str, first_order: bool, device: str) -> Step:
-    n_way, inner_lr, steps, batch = CELLS[cell]
-    model, optimizer, tasks = setup(n_way, batch, device)
+    n_way, inner_lr, steps, batch = settings(cell)
+    model, optimizer, tasks = setup(cell, device)
     params = dict(model.named_parameters())
 
     def step() -> None:
@@ -82,8 +89,8 @@ def plain_step(cell: str, first_order: bool, device: str) -> Step:
 def higher_step(cell: str, first_order: bool, device: str) -> Step:
     import higher
 
-    n_way, inner_lr, steps, batch = CELLS[cell]
-    model, optimizer, tasks = setup(n_way, batch, device)
+    n_way, inner_lr, steps, batch = settings(cell)
+    model, optimizer, tasks = setup(cell, device)
     inner = torch.optim.SGD(model.parameters(), lr=inner_lr)
 
     def step() -> None:
@@ -102,8 +109,8 @@ def higher_step(cell: str, first_order: bool, device: str) -> Step:
 def learn2learn_step(cell: str, first_order: bool, device: str) -> Step:
     import learn2learn
 
-    n_way, inner_lr, steps, batch = CELLS[cell]
-    model, optimizer, tasks = setup(n_way, batch, device)
+    n_way, inner_lr, steps, batch = settings(cell)
+    model, optimizer, tasks = setup(cell, device)
     maml = learn2learn.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
 
     def step() -> None:
@@ -152,7 +159,7 @@ def measure_peak_mib(variant: str, cell: str, first_order: bool, device: str) ->
 
 def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
     """`measure_peak_mib` in a fresh process, so that no other variant's memory is counted."""
-    code = (f"import sys, json; sys.path.insert(0, 'benchmarks'); import omniglot_meta_step as b; "
+    code = (f"import sys, json; sys.path.insert(0, 'benchmarks'); import conv_meta_step as b; "
             f"print(json.dumps(b.measure_peak_mib({variant!r}, {cell!r}, {first_order}, {device!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
@@ -167,12 +174,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=3, help="meta-iterations per variant per round")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=sorted(FEWSHOT_CELLS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {N_QUERY} query/class")
-    for cell in CELLS:
+    for cell in args.cells:
         for first_order in (False, True):
             steps: dict[str, Step] = {}
-            for name, build in VARIANTS.items():
+            for name, build in ((name, VARIANTS[name]) for name in args.variants):
                 try:
                     steps[name] = build(cell, first_order, args.device)
                     steps[name]()  # warm-up
@@ -187,7 +196,7 @@ def main() -> None:
                     if args.device == "cuda":
                         torch.cuda.synchronize()
                     times[name].append((time.perf_counter() - started) / args.iterations)
-            base = statistics.median(times["helpers (vmap)"])
+            base = statistics.median(times.get("helpers (vmap)") or next(iter(times.values())))
             order = "first order" if first_order else "second order"
             print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'+peak MiB':>10s}")
             for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
