@@ -187,7 +187,8 @@ class FewShotCell:
 
 # Omniglot (§5.2, appendix A.1): K query images per class in meta-training, as in the reference code. Task
 # batching, second order on a 2-core CPU: 5-way 1-shot vmap 0.32 vs loop 0.69 s/it; 5-way 5-shot loop 1.5 vs
-# vmap 2.2; 20-way 1-shot vmap 1.7 vs loop 2.6; 20-way 5-shot loops to bound memory.
+# vmap 2.2; 20-way 1-shot vmap 1.7 vs loop 2.6; 20-way 5-shot loops to bound memory (all measured before
+# BatchStatsNorm2d took torch's fused kernel outside vmap, which speeds up the loop only: worth re-measuring).
 # MiniImagenet (Ravi & Larochelle's split): α = 0.01, 5 steps in training and 10 at test, 15 query images per
 # class, meta-batch 4 for both cells as in the reference code's usage lines (the appendix says 2 for 5-shot),
 # meta-gradient clipped to ±10; the loop beats vmap (3.9 vs 6.3 s/it, 5-way 1-shot second order).
@@ -262,7 +263,9 @@ def _fewshot(name: str) -> Experiment:
         make_objective=lambda model: maml_objective(model, settings, loss_fn=F.cross_entropy),
         make_sampler=make_sampler,
         objective_config={"objective": "maml", "data": cell.dataset, "n_way": cell.n_way, **asdict(settings)},
-        train_config=TrainConfig(n_iterations=60_000, meta_lr=1e-3, log_every=50, checkpoint_every=500,
+        # MiniImagenet iterations take seconds each on a CPU: checkpoint every 100 so a stopped leg loses little
+        train_config=TrainConfig(n_iterations=60_000, meta_lr=1e-3, log_every=50,
+                                 checkpoint_every=500 if cell.dataset == "omniglot" else 100,
                                  clip_grad_value=cell.clip_grad_value),
         make_validator=make_validator,
         validate_every=500,
