@@ -277,3 +277,16 @@ def test_notebook_03_episode_widget_in_jupyterlab(page: Page, lab: Server, scree
     check_plot_changes(widget, lambda: f", {nudge_slider(page, handle)} steps:", "moving the steps, 20-way")
     assert_no_error_outputs(panel, notebook)
     save_screenshots(panel, widget, screenshots, "03_omniglot")
+
+
+def test_notebook_04_episode_widget_in_jupyterlab(page: Page, lab: Server, screenshots: Path) -> None:
+    """The MiniImagenet explorer: the same widget as notebook 03, with colour photographs."""
+    notebook = "notebooks/04_miniimagenet.ipynb"
+    panel = open_and_run_all(page, lab, notebook)
+    widget = find_widget(panel, "img.widget-image")
+    expected = {"episode": "episode {},", "K (shots)": "5-way {}-shot", "grad steps": ", {} steps:"}
+    for label, template in expected.items():
+        handle = widget.slider_handle(label)
+        check_plot_changes(widget, lambda: template.format(nudge_slider(page, handle)), f"moving {label}")
+    assert_no_error_outputs(panel, notebook)
+    save_screenshots(panel, widget, screenshots, "04_miniimagenet")
