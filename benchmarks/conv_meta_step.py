@@ -26,6 +26,7 @@ from torch.func import functional_call
 
 from helpers.episodes import sample_episodes
 from helpers.experiments import FEWSHOT_CELLS, MAMLSettings, fewshot_images, fewshot_model, maml_objective
+from helpers.models import BatchStatsNorm2d
 
 CELLS = ("omniglot_5way_1shot", "omniglot_20way_1shot", "miniimagenet_5way_1shot", "miniimagenet_5way_5shot")
 N_QUERY = 15
@@ -49,9 +50,13 @@ def setup(cell: str, device: str):
                                                      generator=generator, rotate=c.dataset == "omniglot").to(device)
 
 
-def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "vmap") -> Step:
+def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "vmap",
+                 fused_batch_norm: bool = True) -> Step:
     n_way, inner_lr, steps, batch = settings(cell)
     model, optimizer, tasks = setup(cell, device)
+    for module in model.modules():  # False: batch norm in plain tensor ops everywhere, as before the fused kernel
+        if isinstance(module, BatchStatsNorm2d):
+            module.fused_outside_vmap = fused_batch_norm
     k_shot = FEWSHOT_CELLS[cell].k_shot
     objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, k_shot, N_QUERY, first_order,
                                                    task_batching), loss_fn=F.cross_entropy)
@@ -127,6 +132,8 @@ def learn2learn_step(cell: str, first_order: bool, device: str) -> Step:
 
 VARIANTS = {"helpers (vmap)": helpers_step,
             "helpers (loop)": lambda cell, first_order, device: helpers_step(cell, first_order, device, "loop"),
+            "helpers (loop, plain BN)": lambda cell, first_order, device: helpers_step(
+                cell, first_order, device, "loop", fused_batch_norm=False),
             "plain loop": plain_step, "higher": higher_step, "learn2learn": learn2learn_step}
 
 
