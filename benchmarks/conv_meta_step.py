@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from helpers.cost import peak_mib_added
 from helpers.episodes import sample_episodes
 from helpers.experiments import FEWSHOT_CELLS, MAMLSettings, fewshot_images, fewshot_model, maml_objective
 from helpers.models import BatchStatsNorm2d
@@ -137,31 +138,14 @@ VARIANTS = {"helpers (vmap)": helpers_step,
             "plain loop": plain_step, "higher": higher_step, "learn2learn": learn2learn_step}
 
 
-def _status_kib(field: str) -> int:
-    """A field of /proc/self/status (VmRSS, VmHWM) in KiB."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
-
-
 def measure_peak_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
-    """Peak memory that 2 iterations add on top of the set-up process (model, optimizer, data set loaded).
-
-    CPU: the resident-set high-water mark is reset after set-up (Linux
-    /proc/self/clear_refs) and read after the steps; CUDA: the allocator's peak.
-    """
+    """Peak memory that 2 iterations add on top of the set-up process (model, optimizer, data set loaded)."""
     step = VARIANTS[variant](cell, first_order, device)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        before = _status_kib("VmRSS") * 1024
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets VmHWM to the current RSS
-    for _ in range(2):
+
+    def two_steps() -> None:
         step()
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _status_kib("VmHWM") * 1024
-    return (peak - before) / 2**20
+        step()
+    return peak_mib_added(two_steps, device)
 
 
 def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
@@ -208,7 +192,7 @@ def main() -> None:
             print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'+peak MiB':>10s}")
             for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
                 memory = float("nan") if args.no_memory else peak_memory_mib(name, cell, first_order, args.device)
-                print(f"  {name:22s} {statistics.median(values):12.3f} {statistics.median(values) / base:10.2f} "
+                print(f"  {name:26s} {statistics.median(values):12.3f} {statistics.median(values) / base:10.2f} "
                       f"{memory:10.0f}")
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,24 @@ def _status_kib(field: str) -> int:
     """A field of /proc/self/status (VmRSS, VmHWM) in KiB."""
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
+def peak_mib_added(work: Callable[[], None], device: str = "cpu") -> float:
+    """How far `work()` raises this process's peak memory above what it holds now, in MiB.
+
+    CPU: the resident-set high-water mark, reset first (Linux /proc/self/clear_refs); CUDA: the allocator's peak.
+    """
+    if device == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        before = _status_kib("VmRSS") * 1024
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+    work()
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _status_kib("VmHWM") * 1024
+    return (peak - before) / 2**20
 
 
 def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,
@@ -65,21 +84,12 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
             p.grad = grads[name]
         optimizer.step()
 
-    if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        before = _status_kib("VmRSS") * 1024
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets VmHWM to the current RSS
-    step(batches[0])
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else _status_kib("VmHWM") * 1024
+    peak_mib = peak_mib_added(lambda: step(batches[0]), device)
     started = time.perf_counter()
     step(batches[1])
     if device == "cuda":
         torch.cuda.synchronize()
-    return MetaStepCost(time.perf_counter() - started, (peak - before) / 2**20, n_tasks)
+    return MetaStepCost(time.perf_counter() - started, peak_mib, n_tasks)
 
 
 def meta_iteration_cost(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,

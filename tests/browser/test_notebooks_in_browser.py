@@ -258,14 +258,19 @@ def test_notebook_01_presented_with_voila(page: Page, voila: Server, screenshots
     page.screenshot(path=screenshots / "voila_01_sinusoid_maml.png")
 
 
-def test_notebook_03_episode_widget_in_jupyterlab(page: Page, lab: Server, screenshots: Path) -> None:
-    notebook = "notebooks/03_omniglot.ipynb"
-    panel = open_and_run_all(page, lab, notebook)
-    widget = find_widget(panel, "img.widget-image")
+def move_episode_sliders(page: Page, widget: Widget) -> None:
+    """Each slider of the few-shot explorer, once: the picture and the readout must change."""
     expected = {"episode": "episode {},", "K (shots)": "5-way {}-shot", "grad steps": ", {} steps:"}
     for label, template in expected.items():
         handle = widget.slider_handle(label)
         check_plot_changes(widget, lambda: template.format(nudge_slider(page, handle)), f"moving {label}")
+
+
+def test_notebook_03_episode_widget_in_jupyterlab(page: Page, lab: Server, screenshots: Path) -> None:
+    notebook = "notebooks/03_omniglot.ipynb"
+    panel = open_and_run_all(page, lab, notebook)
+    widget = find_widget(panel, "img.widget-image")
+    move_episode_sliders(page, widget)
     # The model selector: 20-way brings its own checkpoint and a figure with 20 rows of classes.
     five_way_height = widget.image.evaluate("image => image.naturalHeight")
     twenty = widget.root.get_by_role("button", name="20-way 1-shot", exact=True)
@@ -284,9 +289,6 @@ def test_notebook_04_episode_widget_in_jupyterlab(page: Page, lab: Server, scree
     notebook = "notebooks/04_miniimagenet.ipynb"
     panel = open_and_run_all(page, lab, notebook)
     widget = find_widget(panel, "img.widget-image")
-    expected = {"episode": "episode {},", "K (shots)": "5-way {}-shot", "grad steps": ", {} steps:"}
-    for label, template in expected.items():
-        handle = widget.slider_handle(label)
-        check_plot_changes(widget, lambda: template.format(nudge_slider(page, handle)), f"moving {label}")
+    move_episode_sliders(page, widget)
     assert_no_error_outputs(panel, notebook)
     save_screenshots(panel, widget, screenshots, "04_miniimagenet")
