@@ -216,12 +216,12 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
 
     device = next(iter(params.values())).device
     generator = torch.Generator().manual_seed(seed)
-    per_task = []
+    curves = []
     for start in range(0, n_tasks, chunk):
         tasks = sample_episodes(images, min(chunk, n_tasks - start), n_way, k_shot, n_query,
                                 generator=generator, rotate=rotate).to(device)
-        per_task.append(scores_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
-                                           tasks.y_query, inner_lr=inner_lr, max_steps=max_steps,
-                                           loss_fn=F.cross_entropy, metric=accuracy, task_batching=task_batching,
-                                           scored_steps=scored_steps).per_task)
-    return StepCurve(torch.cat(per_task), None if scored_steps is None else tuple(sorted(set(scored_steps))))
+        curves.append(scores_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
+                                         tasks.y_query, inner_lr=inner_lr, max_steps=max_steps,
+                                         loss_fn=F.cross_entropy, metric=accuracy, task_batching=task_batching,
+                                         scored_steps=scored_steps))
+    return StepCurve(torch.cat([curve.per_task for curve in curves]), curves[0].scored_steps)
