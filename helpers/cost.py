@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -56,26 +55,33 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
                  n_inner_steps: int | None = None, device: str = "cpu", seed: int = 0) -> MetaStepCost:
     """Two meta-iterations in this process: the first for memory, the second for time.
 
-    `meta_batch_size`, `first_order` and `n_inner_steps` override the cell's own settings.
+    `experiment` is a few-shot cell or "sinusoid_maml"; `meta_batch_size`,
+    `first_order` and `n_inner_steps` override its own settings.
     """
     from .episodes import sample_episodes
     from .experiments import FEWSHOT_CELLS, fewshot_images, get_experiment, maml_objective
+    from .tasks import sample_sinusoid_tasks
 
     exp = get_experiment(experiment)
+    cell = FEWSHOT_CELLS.get(experiment)
+    if cell is None and experiment != "sinusoid_maml":
+        raise ValueError(f"{experiment!r} is neither a few-shot cell nor sinusoid_maml; "
+                         f"known: {sorted(FEWSHOT_CELLS)}")
     model = exp.new_model(seed).to(device)
     params = dict(model.named_parameters())
-    cell = FEWSHOT_CELLS.get(experiment)
-    if cell is None:
-        raise ValueError(f"{experiment!r} is not a few-shot cell; known: {sorted(FEWSHOT_CELLS)}")
-    settings = exp.make_objective(model).settings
+    objective = exp.make_objective(model)
     overrides = {"first_order": first_order, "n_inner_steps": n_inner_steps}
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    objective = maml_objective(model, settings, loss_fn=F.cross_entropy)
-    n_tasks = meta_batch_size or cell.meta_batch_size  # fewer tasks: a looped meta-batch costs per task
-    images = fewshot_images(cell.dataset, "train")
+    settings = replace(objective.settings, **{k: v for k, v in overrides.items() if v is not None})
+    objective = maml_objective(model, settings, loss_fn=objective.inner.loss_fn)
+    n_tasks = meta_batch_size or settings.meta_batch_size  # fewer tasks: a looped meta-batch costs per task
     generator = torch.Generator().manual_seed(seed)
-    batches = [sample_episodes(images, n_tasks, cell.n_way, cell.k_shot, cell.n_query, generator=generator,
-                               rotate=cell.dataset == "omniglot").to(device) for _ in range(2)]
+    if cell is None:
+        batches = [sample_sinusoid_tasks(n_tasks, settings.k_shot, settings.n_query, generator=generator).to(device)
+                   for _ in range(2)]
+    else:
+        images = fewshot_images(cell.dataset, "train")
+        batches = [sample_episodes(images, n_tasks, cell.n_way, cell.k_shot, cell.n_query, generator=generator,
+                                   rotate=cell.dataset == "omniglot").to(device) for _ in range(2)]
     optimizer = torch.optim.Adam(model.parameters(), lr=exp.train_config.meta_lr)
 
     def step(batch) -> None:
@@ -90,6 +96,32 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
     if device == "cuda":
         torch.cuda.synchronize()
     return MetaStepCost(time.perf_counter() - started, peak_mib, n_tasks)
+
+
+STEPS_MEASURED = (1, 2, 3, 5, 7, 10)
+
+
+def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_5way_1shot"),
+                     steps: tuple[int, ...] = STEPS_MEASURED, device: str = "cpu", threads: int = 1,
+                     progress: bool = True) -> dict:
+    """Seconds and peak memory of one meta-iteration against inner steps, second and first order (notebook 05).
+
+    Each point is its own fresh process (`meta_iteration_cost`) at the experiment's training meta-batch.
+    """
+    rows = []
+    for experiment in experiments:
+        for first_order in (False, True):
+            for n_steps in steps:
+                cost = meta_iteration_cost(experiment, first_order=first_order, n_inner_steps=n_steps,
+                                           device=device, threads=threads)
+                rows.append({"experiment": experiment, "first_order": first_order, "inner_steps": n_steps,
+                             "seconds": round(cost.seconds, 5), "peak_mib": round(cost.peak_mib, 2),
+                             "meta_batch_size": cost.meta_batch_size})
+                if progress:
+                    order = "first" if first_order else "second"
+                    print(f"{experiment:22s} {order:6s} order, {n_steps:2d} steps: {cost.seconds:8.4f} s, "
+                          f"+{cost.peak_mib:8.1f} MiB", flush=True)
+    return {"device": device, "threads": threads, "torch": torch.__version__, "rows": rows}
 
 
 def meta_iteration_cost(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,

@@ -1,30 +1,21 @@
 """N-way K-shot episodes drawn from an image data set held as (classes, drawings, H, W) uint8."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .batches import TaskBatch
 from .checks import check_int_at_least
 
 
 @dataclass(frozen=True)
-class FewShotTasks:
-    """A batch of classification tasks; labels are 0..N-1 within each task."""
+class FewShotTasks(TaskBatch):
+    """A batch of N-way classification tasks: x is (tasks, N*K or N*Q, C, H, W) in [0, 1], y holds labels 0..N-1."""
 
-    x_support: Tensor  # (tasks, N*K, C, H, W) float in [0, 1]
-    y_support: Tensor  # (tasks, N*K) long
-    x_query: Tensor  # (tasks, N*Q, C, H, W)
-    y_query: Tensor  # (tasks, N*Q)
     classes: Tensor  # (tasks, N): which data-set class (index into the split) each label is
     rotations: Tensor  # (tasks, N): quarter turns applied to each class
-
-    def to(self, device: torch.device | str) -> "FewShotTasks":
-        return FewShotTasks(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __len__(self) -> int:
-        return self.x_support.shape[0]
 
 
 def sample_episodes(images: Tensor, n_tasks: int, n_way: int, k_shot: int, n_query: int, *,

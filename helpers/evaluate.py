@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from .checks import check_int_at_least, check_positive
-from .maml import Params, adaptation_steps
+from .batches import TaskBatch
+from .checks import check_int_at_least
+from .maml import InnerLoop, Params, TaskBatching, adaptation_steps
 from .tasks import X_RANGE, SinusoidTasks, oracle_inputs, sample_sinusoid_tasks
 
 EVAL_SEED = 20_170_703  # test tasks come from their own seed, never the training stream
@@ -24,10 +25,10 @@ PAPER_TABLE2_PRETRAINED_K5 = {1: 2.41, 5: 2.23, 10: 2.19}
 
 @dataclass(frozen=True)
 class StepCurve:
-    """Per-task errors after 0..max_steps steps (or after the steps named in `scored_steps`), and their summaries."""
+    """Per-task errors after 0..steps inner steps (or after the steps named in `scored_steps`), and their summaries."""
 
     per_task: Tensor  # (tasks, steps + 1), or (tasks, len(scored_steps))
-    scored_steps: tuple[int, ...] | None = None  # None: every step 0..max_steps
+    scored_steps: tuple[int, ...] | None = None  # None: every step 0..steps
 
     @property
     def steps(self) -> list[int]:
@@ -49,7 +50,8 @@ class StepCurve:
 
     @property
     def median(self) -> Tensor:
-        return self.per_task.median(0).values
+        """A task whose error became NaN counts as infinitely bad, not as missing (torch's median would give NaN)."""
+        return self.per_task.nan_to_num(nan=math.inf).median(0).values
 
     def median_ci95(self) -> tuple[Tensor, Tensor]:
         """Distribution-free 95% CI of the median, from order statistics (no normality assumed)."""
@@ -74,58 +76,49 @@ def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     return (logits.argmax(-1) == labels).float().mean()
 
 
-def scores_after_steps(
-    model: nn.Module,
-    params: Params,
-    x_support: Tensor,
-    y_support: Tensor,
-    x_query: Tensor,
-    y_query: Tensor,
-    *,
-    inner_lr: float,
-    max_steps: int,
-    loss_fn=F.mse_loss,
-    metric=None,
-    task_batching: str = "vmap",
-    scored_steps: Sequence[int] | None = None,
-) -> StepCurve:
-    """`metric` on every task's query set after 0..max_steps steps on its own (fixed) support set.
+def scores_after_steps(model: nn.Module, params: Params, tasks: TaskBatch, inner: InnerLoop, *,
+                       metric: Callable[[Tensor, Tensor], Tensor] | None = None,
+                       task_batching: TaskBatching = "vmap", scored_steps: Sequence[int] | None = None,
+                       rates: Params | None = None) -> StepCurve:
+    """`metric` on every task's query set after 0..inner.steps steps on its own (fixed) support set.
 
     As in the paper, each step reuses the same K support points. `metric`
-    defaults to `loss_fn` (an error); pass `accuracy` for classifiers. Tasks run
-    together under vmap, or one by one (`task_batching="loop"`, faster for
-    conv nets on a CPU); nothing here builds a graph for an outer gradient.
-    `scored_steps` scores the query set after those steps only: the query
-    forward pass is most of the cost for large images (MiniImagenet).
+    defaults to `inner.loss_fn` (an error); pass `accuracy` for classifiers.
+    Tasks run together under vmap, or one by one (`task_batching="loop"`,
+    faster for conv nets on a CPU); nothing here builds a graph for an outer
+    gradient. `scored_steps` scores the query set after those steps only: the
+    query forward pass is most of the cost for large images (MiniImagenet).
+    `rates`: learned step sizes, as in ``helpers.maml.step_rate``.
     """
-    check_positive("inner_lr", inner_lr)
-    check_int_at_least("max_steps", max_steps, 0)
-    metric = metric or loss_fn
+    metric = metric or inner.loss_fn
     params = {name: p.detach() for name, p in params.items()}
+    rates = None if rates is None else {name: r.detach() for name, r in rates.items()}
     if scored_steps is not None:
         scored_steps = tuple(sorted(set(scored_steps)))
-        if not scored_steps or scored_steps[0] < 0 or scored_steps[-1] > max_steps:
-            raise ValueError(f"scored_steps must be steps within 0..{max_steps}, got {scored_steps}")
-    scored = set(range(max_steps + 1) if scored_steps is None else scored_steps)
+        if not scored_steps or scored_steps[0] < 0 or scored_steps[-1] > inner.steps:
+            raise ValueError(f"scored_steps must be steps within 0..{inner.steps}, got {scored_steps}")
+    scored = set(range(inner.steps + 1) if scored_steps is None else scored_steps)
 
     def one_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
-        return torch.stack([metric(functional_call(model, p, (xq,)), yq) for step, p in enumerate(adaptation_steps(
-            model, params, xs, ys, inner_lr=inner_lr, n_inner_steps=max_steps, loss_fn=loss_fn)) if step in scored])
+        return torch.stack([metric(functional_call(model, p, (xq,)), yq) for step, p in enumerate(
+            adaptation_steps(model, params, xs, ys, inner, rates)) if step in scored])
 
     with torch.no_grad():
         if task_batching == "vmap":
-            return StepCurve(vmap(one_task)(x_support, y_support, x_query, y_query), scored_steps)
-        return StepCurve(torch.stack([one_task(*task) for task in zip(x_support, y_support, x_query, y_query)]),
-                         scored_steps)
+            return StepCurve(vmap(one_task)(*tasks.tensors), scored_steps)
+        if task_batching == "loop":
+            return StepCurve(torch.stack([one_task(*task) for task in tasks.tasks()]), scored_steps)
+    raise ValueError(f"task_batching must be 'vmap' or 'loop', got {task_batching!r}")
 
 
 def predictions_after_steps(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor,
-                            x_grid: Tensor, *, inner_lr: float, max_steps: int) -> Tensor:
-    """One task's predictions on `x_grid` after 0..max_steps steps, shape (steps + 1, len(x_grid))."""
+                            x_grid: Tensor, inner: InnerLoop, rates: Params | None = None) -> Tensor:
+    """One task's predictions on `x_grid` after 0..inner.steps steps, shape (inner.steps + 1, len(x_grid))."""
     params = {name: p.detach() for name, p in params.items()}
+    rates = None if rates is None else {name: r.detach() for name, r in rates.items()}
     with torch.no_grad():
-        return torch.stack([functional_call(model, p, (x_grid,))[..., 0] for p in adaptation_steps(
-            model, params, x_support, y_support, inner_lr=inner_lr, n_inner_steps=max_steps)])
+        return torch.stack([functional_call(model, p, (x_grid,))[..., 0]
+                            for p in adaptation_steps(model, params, x_support, y_support, inner, rates)])
 
 
 def sinusoid_test_tasks(k_shot: int, *, n_tasks: int = 600, n_query: int = 100, seed: int = EVAL_SEED,
@@ -154,15 +147,16 @@ def evaluate_sinusoid(
     """MSE vs gradient steps for each K on `n_tasks` seeded test tasks (the paper's Figure 3 and Table 2).
 
     The query set is `n_query` points spread over `query_x_range`, so the number
-    measures the whole curve, not just K more points.
+    measures the whole curve, not just K more points. Every task adapts with the
+    same inner loop: `max_steps` steps of size `inner_lr` on the MSE.
     """
     device = next(iter(params.values())).device
+    inner = InnerLoop(inner_lr, max_steps)
     curves = {}
     for k_shot in k_shots:
         tasks = sinusoid_test_tasks(k_shot, n_tasks=n_tasks, n_query=n_query, seed=seed,
                                     support_x_range=support_x_range, query_x_range=query_x_range).to(device)
-        curves[k_shot] = scores_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
-                                            tasks.y_query, inner_lr=inner_lr, max_steps=max_steps)
+        curves[k_shot] = scores_after_steps(model, params, tasks, inner)
     return curves
 
 
@@ -198,30 +192,31 @@ def tune_inner_lr(model: nn.Module, params: Params, candidates: Sequence[float],
 def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way: int, k_shot: int,
                      n_query: int = 15, n_tasks: int = 600, inner_lr: float, max_steps: int = 10,
                      seed: int = EVAL_SEED, chunk: int = 50, rotate: bool = True,
-                     task_batching: str = "vmap", scored_steps: Sequence[int] | None = None) -> StepCurve:
+                     task_batching: TaskBatching = "vmap", scored_steps: Sequence[int] | None = None,
+                     adapted: frozenset[str] | None = None, rates: Params | None = None) -> StepCurve:
     """Accuracy after 0..max_steps steps on `n_tasks` seeded N-way K-shot episodes drawn from `images`.
 
     Each task is rotated at random and adapts on the same support images at
-    every step. `n_query` images per class are classified together, so batch
-    norm normalises them with their own batch's statistics: the paper's
-    reference code uses n_query = k_shot (one image per class in 1-shot), which
-    tells the network that the batch holds each class equally often
-    (transduction); 15 per class is the usual non-paper choice. Tasks are drawn
-    in chunks of `chunk` (the same seed and chunk give the same tasks) and run
-    under vmap or one by one (`task_batching`; the loop bounds memory for large
-    images). `rotate=False` for photographs (MiniImagenet). `scored_steps`:
-    see `scores_after_steps`.
+    every step (steps of size `inner_lr` on the cross-entropy). `n_query`
+    images per class are classified together, so batch norm normalises them
+    with their own batch's statistics: the paper's reference code uses
+    n_query = k_shot (one image per class in 1-shot), which tells the network
+    that the batch holds each class equally often (transduction); 15 per class
+    is the usual non-paper choice. Tasks are drawn in chunks of `chunk` (the
+    same seed and chunk give the same tasks) and run under vmap or one by one
+    (`task_batching`; the loop bounds memory for large images). `rotate=False`
+    for photographs (MiniImagenet). `scored_steps`: see `scores_after_steps`.
+    `adapted` and `rates` adapt as ANIL, Meta-SGD and MAML++ do (helpers.maml.InnerLoop, step_rate).
     """
     from .episodes import sample_episodes
 
     device = next(iter(params.values())).device
+    inner = InnerLoop(inner_lr, max_steps, loss_fn=F.cross_entropy, adapted=adapted)
     generator = torch.Generator().manual_seed(seed)
     curves = []
     for start in range(0, n_tasks, chunk):
         tasks = sample_episodes(images, min(chunk, n_tasks - start), n_way, k_shot, n_query,
                                 generator=generator, rotate=rotate).to(device)
-        curves.append(scores_after_steps(model, params, tasks.x_support, tasks.y_support, tasks.x_query,
-                                         tasks.y_query, inner_lr=inner_lr, max_steps=max_steps,
-                                         loss_fn=F.cross_entropy, metric=accuracy, task_batching=task_batching,
-                                         scored_steps=scored_steps))
+        curves.append(scores_after_steps(model, params, tasks, inner, metric=accuracy, task_batching=task_batching,
+                                         scored_steps=scored_steps, rates=rates))
     return StepCurve(torch.cat([curve.per_task for curve in curves]), curves[0].scored_steps)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batches import TaskBatch
 from .checks import check_int_at_least, check_positive
-from .maml import Params, meta_gradient, meta_loss, task_loss
+from .maml import InnerLoop, LossFn, Params, TaskBatching, meta_gradient, meta_loss, task_loss
 from .episodes import sample_episodes
 from .evaluate import VALIDATION_SEED, evaluate_fewshot
 from .models import ConvNet, SinusoidMLP
@@ -24,7 +25,12 @@ CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 
 @dataclass(frozen=True)
 class MAMLSettings:
-    """The inner loop and task shape that MAML meta-trains with."""
+    """The inner loop and task shape that MAML meta-trains with.
+
+    Its fields (as ``asdict``) are what a checkpoint records and a resume
+    compares, so they stay plain numbers; `inner_loop` turns them into the
+    ``InnerLoop`` that ``helpers.maml`` takes.
+    """
 
     inner_lr: float
     n_inner_steps: int
@@ -32,7 +38,7 @@ class MAMLSettings:
     k_shot: int
     n_query: int
     first_order: bool = False
-    task_batching: str = "vmap"
+    task_batching: TaskBatching = "vmap"
 
     def __post_init__(self) -> None:
         check_positive("inner_lr", self.inner_lr)
@@ -40,6 +46,10 @@ class MAMLSettings:
         check_int_at_least("meta_batch_size", self.meta_batch_size, 1)
         check_int_at_least("k_shot", self.k_shot, 1)
         check_int_at_least("n_query", self.n_query, 1)
+
+    def inner_loop(self, loss_fn: LossFn = F.mse_loss) -> InnerLoop:
+        """The inner loop these settings train with; the loss belongs to the task family, not to the settings."""
+        return InnerLoop(self.inner_lr, self.n_inner_steps, self.first_order, loss_fn)
 
 
 class MAMLObjective:
@@ -49,26 +59,18 @@ class MAMLObjective:
     meta-batch frees each task's graph as it goes (helpers.maml.meta_gradient).
     """
 
-    def __init__(self, model: nn.Module, settings: MAMLSettings,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss) -> None:
-        self.model, self.settings, self.loss_fn = model, settings, loss_fn
+    def __init__(self, model: nn.Module, settings: MAMLSettings, loss_fn: LossFn = F.mse_loss) -> None:
+        self.model, self.settings = model, settings
+        self.inner = settings.inner_loop(loss_fn)
 
-    def _options(self) -> dict[str, Any]:
-        s = self.settings
-        return dict(inner_lr=s.inner_lr, n_inner_steps=s.n_inner_steps, first_order=s.first_order,
-                    task_batching=s.task_batching, loss_fn=self.loss_fn)
+    def __call__(self, params: Params, tasks: TaskBatch) -> torch.Tensor:
+        return meta_loss(self.model, params, tasks, self.inner, task_batching=self.settings.task_batching)
 
-    def __call__(self, params: Params, tasks: SinusoidTasks) -> torch.Tensor:
-        return meta_loss(self.model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
-                         **self._options())
-
-    def gradient(self, params: Params, tasks: SinusoidTasks) -> tuple[Params, torch.Tensor]:
-        return meta_gradient(self.model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
-                             **self._options())
+    def gradient(self, params: Params, tasks: TaskBatch) -> tuple[Params, torch.Tensor]:
+        return meta_gradient(self.model, params, tasks, self.inner, task_batching=self.settings.task_batching)
 
 
-def maml_objective(model: nn.Module, settings: MAMLSettings,
-                   loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss) -> Objective:
+def maml_objective(model: nn.Module, settings: MAMLSettings, loss_fn: LossFn = F.mse_loss) -> Objective:
     """The MAML meta-objective for `model` with these settings (see MAMLObjective)."""
     return MAMLObjective(model, settings, loss_fn)
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .episodes import FewShotTasks, sample_episodes
-from .maml import Params, adaptation_steps
+from .maml import InnerLoop, Params, adaptation_steps
 from .widgets import render_png
 
 MAX_STEPS = 10
@@ -40,6 +40,11 @@ class FewShotModel:
     n_way: int
     inner_lr: float
     rotate: bool = True  # turn classes by multiples of 90° (Omniglot); False for photographs (MiniImagenet)
+
+    @property
+    def inner(self) -> InnerLoop:
+        """MAX_STEPS steps of size `inner_lr` on the cross-entropy: every step the explorer can show."""
+        return InnerLoop(self.inner_lr, MAX_STEPS, loss_fn=F.cross_entropy)
 
 
 def as_picture(image: Tensor) -> np.ndarray:
@@ -119,8 +124,7 @@ class FewShotEpisodeWidget:
                 predictions = torch.stack([
                     functional_call(chosen.model, p, (task.x_query[0],)).argmax(-1)
                     for p in adaptation_steps(chosen.model, chosen.params, task.x_support[0], task.y_support[0],
-                                              inner_lr=chosen.inner_lr, n_inner_steps=MAX_STEPS,
-                                              loss_fn=F.cross_entropy)])
+                                              chosen.inner)])
             self._cache[key] = (task, predictions)
         return self._cache[key]
 

@@ -6,10 +6,14 @@ through ``torch.func.functional_call``, so adapting never mutates the model:
     θ'ᵢ = θ − α ∇θ L_Tᵢ(f_θ)                  (inner loop, on the support set)
     θ  ← θ − β ∇θ Σᵢ L_Tᵢ(f_θ'ᵢ)              (outer loop, on the query set)
 
-Training, evaluation, baselines and widgets all call the same ``adapt``.
+How a task is adapted to is one frozen ``InnerLoop``; what it is adapted on is
+one ``TaskBatch``. Training, evaluation, baselines, widgets and the variants of
+``helpers.algorithms`` (ANIL, Meta-SGD, MAML++, Reptile) all call the same
+``adaptation_steps``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Literal
 
 import torch
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from .batches import TaskBatch
 from .checks import check_int_at_least, check_positive
 
 Params = dict[str, Tensor]
@@ -24,161 +29,164 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 TaskBatching = Literal["vmap", "loop"]
 
 
+@dataclass(frozen=True)
+class InnerLoop:
+    """How one task is adapted to: `steps` gradient steps of size `lr` on its support loss.
+
+    `first_order` drops the second-order terms (first-order MAML). `adapted`
+    names the parameters that move (ANIL: the head only); None moves all.
+    """
+
+    lr: float
+    steps: int
+    first_order: bool = False
+    loss_fn: LossFn = F.mse_loss
+    adapted: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("lr", self.lr)
+        check_int_at_least("steps", self.steps, 0)
+        if self.adapted is not None:
+            object.__setattr__(self, "adapted", frozenset(self.adapted))
+            if not self.adapted:
+                raise ValueError("adapted must name at least one parameter, or be None (all adapt)")
+
+    def with_steps(self, steps: int) -> "InnerLoop":
+        """The same inner loop run for another number of steps (e.g. 10 at test, 5 in training)."""
+        return replace(self, steps=steps)
+
+
 def task_loss(model: nn.Module, params: Params, x: Tensor, y: Tensor, *, loss_fn: LossFn = F.mse_loss) -> Tensor:
     """L_T(f_params) on one task's examples."""
     return loss_fn(functional_call(model, params, (x,)), y)
 
 
-def adaptation_steps(
-    model: nn.Module,
-    params: Params,
-    x_support: Tensor,
-    y_support: Tensor,
-    *,
-    inner_lr: float,
-    n_inner_steps: int,
-    first_order: bool = False,
-    loss_fn: LossFn = F.mse_loss,
-) -> Iterator[Params]:
-    """Yield θ, then θ after each of `n_inner_steps` gradient steps on the support set.
+def step_rate(rates: Params | None, name: str, step: int, lr: float) -> Tensor | float:
+    """Step `step`'s learning rate for parameter `name`: `lr`, or a learned one from `rates`.
+
+    `rates[name]` has a leading step axis: entry i is step i's rate, a scalar
+    (MAML++'s per-layer, per-step rates) or one per weight (Meta-SGD); steps past
+    the last entry reuse it, so a model trained with 5 steps can be run for 10.
+    """
+    if rates is None:
+        return lr
+    rate = rates[name]
+    return rate[min(step, rate.shape[0] - 1)]
+
+
+def adaptation_steps(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor, inner: InnerLoop,
+                     rates: Params | None = None) -> Iterator[Params]:
+    """Yield θ, then θ after each of `inner.steps` gradient steps on one task's support set.
 
     The gradient comes from ``torch.func.grad``, so the same code runs on one task,
     inside ``vmap`` over tasks, and under an outer ``backward()``, which then
-    differentiates through the steps (second order). ``first_order=True`` detaches
+    differentiates through the steps (second order). ``first_order`` detaches
     the inner gradients: the Hessian-vector terms vanish (first-order MAML).
+    Parameters outside ``inner.adapted`` stay fixed; ``rates`` (see ``step_rate``)
+    replace the fixed ``inner.lr`` with learned ones.
     """
-    inner_lr = check_positive("inner_lr", inner_lr)
-    check_int_at_least("n_inner_steps", n_inner_steps, 0)
-    support_grad = grad(lambda p: task_loss(model, p, x_support, y_support, loss_fn=loss_fn))
+    if inner.adapted is not None and not inner.adapted <= params.keys():
+        raise ValueError(f"inner.adapted names parameters the model lacks: {sorted(inner.adapted - params.keys())}")
+    adapted = [name for name in params if inner.adapted is None or name in inner.adapted]
+
+    def support_loss(moving: Params, fixed: Params) -> Tensor:
+        return task_loss(model, {**fixed, **moving}, x_support, y_support, loss_fn=inner.loss_fn)
+
+    support_grad = grad(support_loss)
     yield params
-    for _ in range(n_inner_steps):
-        grads = support_grad(params)
-        if first_order:
+    for step in range(inner.steps):
+        moving = {name: params[name] for name in adapted}
+        grads = support_grad(moving, {name: p for name, p in params.items() if name not in moving})
+        if inner.first_order:
             grads = {name: g.detach() for name, g in grads.items()}
-        params = {name: p - inner_lr * grads[name] for name, p in params.items()}
+        params = {name: p - step_rate(rates, name, step, inner.lr) * grads[name] if name in moving else p
+                  for name, p in params.items()}
         yield params
 
 
-def adapt(
-    model: nn.Module,
-    params: Params,
-    x_support: Tensor,
-    y_support: Tensor,
-    *,
-    inner_lr: float,
-    n_inner_steps: int,
-    first_order: bool = False,
-    loss_fn: LossFn = F.mse_loss,
-) -> Params:
-    """θ' after `n_inner_steps` gradient steps on one task's support set (a new dict)."""
-    for adapted in adaptation_steps(model, params, x_support, y_support, inner_lr=inner_lr,
-                                    n_inner_steps=n_inner_steps, first_order=first_order, loss_fn=loss_fn):
+def adapt(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor, inner: InnerLoop,
+          rates: Params | None = None) -> Params:
+    """θ' after `inner.steps` gradient steps on one task's support set (a new dict)."""
+    for adapted in adaptation_steps(model, params, x_support, y_support, inner, rates):
         pass
     return adapted
 
 
-def query_loss_after_adaptation(
-    model: nn.Module,
-    params: Params,
-    x_support: Tensor,
-    y_support: Tensor,
-    x_query: Tensor,
-    y_query: Tensor,
-    *,
-    inner_lr: float,
-    n_inner_steps: int,
-    first_order: bool = False,
-    loss_fn: LossFn = F.mse_loss,
-) -> Tensor:
-    """L_T(f_θ') for one task: the quantity MAML minimises."""
-    adapted = adapt(model, params, x_support, y_support, inner_lr=inner_lr, n_inner_steps=n_inner_steps,
-                    first_order=first_order, loss_fn=loss_fn)
-    return task_loss(model, adapted, x_query, y_query, loss_fn=loss_fn)
+def query_loss_after_adaptation(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor,
+                                x_query: Tensor, y_query: Tensor, inner: InnerLoop, *, rates: Params | None = None,
+                                step_weights: Tensor | None = None) -> Tensor:
+    """L_T(f_θ') for one task: the quantity MAML minimises.
+
+    `step_weights` (length `inner.steps`) asks instead for Σᵢ wᵢ·L_T(f_θᵢ) over the
+    parameters after every step i = 1..steps: MAML++'s multi-step loss.
+    """
+    if step_weights is None:
+        adapted = adapt(model, params, x_support, y_support, inner, rates)
+        return task_loss(model, adapted, x_query, y_query, loss_fn=inner.loss_fn)
+    if step_weights.shape != (inner.steps,):
+        raise ValueError(f"step_weights must have shape ({inner.steps},), one per inner step, "
+                         f"got {tuple(step_weights.shape)}")
+    steps = adaptation_steps(model, params, x_support, y_support, inner, rates)
+    next(steps)  # θ itself is not scored
+    losses = torch.stack([task_loss(model, p, x_query, y_query, loss_fn=inner.loss_fn) for p in steps])
+    return (step_weights * losses).sum()
 
 
-def meta_loss(
-    model: nn.Module,
-    params: Params,
-    x_support: Tensor,
-    y_support: Tensor,
-    x_query: Tensor,
-    y_query: Tensor,
-    *,
-    inner_lr: float,
-    n_inner_steps: int,
-    first_order: bool = False,
-    loss_fn: LossFn = F.mse_loss,
-    task_batching: TaskBatching = "vmap",
-) -> Tensor:
+def meta_loss(model: nn.Module, params: Params, tasks: TaskBatch, inner: InnerLoop, *,
+              rates: Params | None = None, step_weights: Tensor | None = None,
+              task_batching: TaskBatching = "vmap") -> Tensor:
     """Mean over a batch of tasks of the post-adaptation query loss.
 
-    Tensors carry a leading task axis: ``x_support`` is (tasks, K, ...). Call
-    ``.backward()`` on the result for the meta-gradient. ``task_batching="vmap"``
-    runs all tasks at once (5x faster for the sinusoid MLP on a 2-core CPU);
-    ``"loop"`` runs them one by one: faster for conv nets whenever each task's
-    batch is large (benchmarks/conv_meta_step.py), and right for modules
-    whose second derivatives vmap gets wrong (torch's own batch-norm kernel:
-    see models.BatchStatsNorm2d). Either way every task's graph lives until
+    Call ``.backward()`` on the result for the meta-gradient (with respect to
+    `params` and any learned `rates`). ``task_batching="vmap"`` runs all tasks
+    at once (5x faster for the sinusoid MLP on a 2-core CPU); ``"loop"`` runs
+    them one by one: faster for conv nets whenever each task's batch is large
+    (benchmarks/conv_meta_step.py). Either way every task's graph lives until
     the backward pass; ``meta_gradient`` frees each looped task's graph at once.
     """
-    _check_task_axis(x_support)
-
     def one_task(xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
-        return query_loss_after_adaptation(model, params, xs, ys, xq, yq, inner_lr=inner_lr,
-                                           n_inner_steps=n_inner_steps, first_order=first_order, loss_fn=loss_fn)
+        return query_loss_after_adaptation(model, params, xs, ys, xq, yq, inner, rates=rates,
+                                           step_weights=step_weights)
 
     if task_batching == "vmap":
-        return vmap(one_task)(x_support, y_support, x_query, y_query).mean()
+        return vmap(one_task)(*tasks.tensors).mean()
     if task_batching == "loop":
-        losses = [one_task(*task) for task in zip(x_support, y_support, x_query, y_query)]
-        return torch.stack(losses).mean()
+        return torch.stack([one_task(*task) for task in tasks.tasks()]).mean()
     raise ValueError(f"task_batching must be 'vmap' or 'loop', got {task_batching!r}")
 
 
-def meta_gradient(
-    model: nn.Module,
-    params: Params,
-    x_support: Tensor,
-    y_support: Tensor,
-    x_query: Tensor,
-    y_query: Tensor,
-    *,
-    inner_lr: float,
-    n_inner_steps: int,
-    first_order: bool = False,
-    loss_fn: LossFn = F.mse_loss,
-    task_batching: TaskBatching = "vmap",
-) -> tuple[Params, Tensor]:
-    """∇θ of ``meta_loss``, and its (detached) value: what the training loop steps with.
+def meta_gradient(model: nn.Module, params: Params, tasks: TaskBatch, inner: InnerLoop, *,
+                  rates: Params | None = None, step_weights: Tensor | None = None,
+                  task_batching: TaskBatching = "vmap", wrt: Params | None = None) -> tuple[Params, Tensor]:
+    """∇ of ``meta_loss`` and its (detached) value: what the training loop steps with.
 
-    With ``task_batching="loop"`` each task's graph is differentiated and freed
+    The gradient is taken with respect to `wrt` (by name; default `params`;
+    Meta-SGD and MAML++ add their learned `rates`). With
+    ``task_batching="loop"`` each task's graph is differentiated and freed
     before the next task's is built, so memory holds one task's graph rather
     than the whole meta-batch's (Omniglot 20-way: benchmarks/README.md). The
     sum is the same as differentiating ``meta_loss``; tests check both against
     a plain autograd loop. With ``"vmap"`` the batch is one graph either way.
     """
-    names, leaves = list(params), list(params.values())
+    wrt = params if wrt is None else wrt
+    names, leaves = list(wrt), list(wrt.values())
     if task_batching != "loop":
-        loss = meta_loss(model, params, x_support, y_support, x_query, y_query, inner_lr=inner_lr,
-                         n_inner_steps=n_inner_steps, first_order=first_order, loss_fn=loss_fn,
+        loss = meta_loss(model, params, tasks, inner, rates=rates, step_weights=step_weights,
                          task_batching=task_batching)
-        return dict(zip(names, torch.autograd.grad(loss, leaves))), loss.detach()
-    _check_task_axis(x_support)
-    n_tasks = x_support.shape[0]
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        return {name: torch.zeros_like(p) if g is None else g for name, p, g in zip(names, leaves, grads)}, \
+            loss.detach()
     totals = [torch.zeros_like(p) for p in leaves]
     losses = []
-    for xs, ys, xq, yq in zip(x_support, y_support, x_query, y_query):
-        loss = query_loss_after_adaptation(model, params, xs, ys, xq, yq, inner_lr=inner_lr,
-                                           n_inner_steps=n_inner_steps, first_order=first_order,
-                                           loss_fn=loss_fn) / n_tasks
-        for total, g in zip(totals, torch.autograd.grad(loss, leaves)):
-            total += g
+    for xs, ys, xq, yq in tasks.tasks():
+        loss = query_loss_after_adaptation(model, params, xs, ys, xq, yq, inner, rates=rates,
+                                           step_weights=step_weights) / len(tasks)
+        # Learned rates may be computed once outside this loop (helpers.models.MetaLearner.split scales them),
+        # so every task's graph shares that step: keep its buffers; the task's own graph goes with `loss`.
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True, retain_graph=rates is not None)
+        for total, g in zip(totals, grads):
+            if g is not None:
+                total += g
         losses.append(loss.detach())
+        del loss, grads
     return dict(zip(names, totals)), torch.stack(losses).sum()
-
-
-def _check_task_axis(x_support: Tensor) -> None:
-    if x_support.ndim < 2 or x_support.shape[0] < 1:
-        raise ValueError(f"x_support must have a leading task axis of length >= 1, got shape {tuple(x_support.shape)}")
-    if x_support.shape[1] < 1:
-        raise ValueError(f"k_shot (x_support.shape[1]) must be >= 1, got {x_support.shape[1]}")

@@ -7,7 +7,8 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 
-from .evaluate import StepCurve
+from .evaluate import StepCurve, predictions_after_steps
+from .maml import InnerLoop
 from .tasks import X_RANGE, sinusoid
 
 
@@ -77,12 +78,9 @@ def plot_adaptation(model, params, x_support: torch.Tensor, y_support: torch.Ten
                     phase: float, *, inner_lr: float, steps: Sequence[int] = (0, 1, 10), ax: Axes | None = None,
                     title: str = "") -> Axes:
     """One task: the true sine, the K points, and the model after each of `steps` (the paper's Figure 2)."""
-    from .evaluate import predictions_after_steps
-
     ax = ax or plt.subplots(figsize=(5, 3.5))[1]
     x_grid = torch.linspace(*X_RANGE, 200)[:, None]
-    trajectory = predictions_after_steps(model, params, x_support, y_support, x_grid, inner_lr=inner_lr,
-                                         max_steps=max(steps))
+    trajectory = predictions_after_steps(model, params, x_support, y_support, x_grid, InnerLoop(inner_lr, max(steps)))
     ax.plot(x_grid[:, 0], sinusoid(x_grid[:, 0], amplitude, phase), color="tab:red", lw=2, label="ground truth")
     ax.plot(x_support[:, 0], y_support[:, 0], "^", color="tab:purple", ms=8, label=f"{len(x_support)} points used")
     styles = {0: dict(ls=":", color="tab:green")}

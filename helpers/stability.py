@@ -12,12 +12,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import grad, vjp, vmap
 
-from .maml import Params, task_loss
+from .batches import TaskBatch
+from .maml import LossFn, Params, task_loss
 
 
-def support_sharpness(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor,
-                      *, n_iterations: int = 30, seed: int = 0, loss_fn=F.mse_loss) -> Tensor:
-    """λ_max of the Hessian of each task's support loss at `params` (power iteration), shape (tasks,)."""
+def support_sharpness(model: nn.Module, params: Params, tasks: TaskBatch, *, n_iterations: int = 30, seed: int = 0,
+                      loss_fn: LossFn = F.mse_loss) -> Tensor:
+    """λ_max of the Hessian of each task's support loss at `params` (power iteration), shape (tasks,).
+
+    Only the support sets are used: they are what the inner steps descend on.
+    """
     params = {k: v.detach() for k, v in params.items()}
     generator = torch.Generator().manual_seed(seed)
     start = {k: torch.randn(v.shape, generator=generator).to(v) for k, v in params.items()}
@@ -39,4 +43,4 @@ def support_sharpness(model: nn.Module, params: Params, x_support: Tensor, y_sup
             v = hv
         return eigenvalue
 
-    return vmap(one_task)(x_support, y_support).detach()
+    return vmap(one_task)(tasks.x_support, tasks.y_support).detach()

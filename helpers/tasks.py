@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .batches import TaskBatch
 from .checks import check_int_at_least, check_range
 
 AMPLITUDE_RANGE = (0.1, 5.0)
@@ -20,27 +21,11 @@ def sinusoid(x: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class SinusoidTasks:
-    """A batch of regression tasks: a support set to adapt on and a query set to score on."""
+class SinusoidTasks(TaskBatch):
+    """A batch of regression tasks (x and y are (tasks, points, 1)) and the amplitude and phase of each."""
 
-    x_support: Tensor  # (tasks, K, 1)
-    y_support: Tensor  # (tasks, K, 1)
-    x_query: Tensor  # (tasks, Q, 1)
-    y_query: Tensor  # (tasks, Q, 1)
     amplitude: Tensor  # (tasks,)
     phase: Tensor  # (tasks,)
-
-    def to(self, device: torch.device | str) -> "SinusoidTasks":
-        return SinusoidTasks(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
-
-    def __len__(self) -> int:
-        return self.x_support.shape[0]
-
-    def __getitem__(self, index: int | slice) -> "SinusoidTasks":
-        """Select tasks; an int keeps the task axis (length 1) so shapes stay batched."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        return SinusoidTasks(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator,

@@ -5,9 +5,10 @@ is passed in; the loop, its progress bar, its checks and its checkpoints are sha
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,6 +37,8 @@ class TrainConfig:
     checkpoint_every: int = 5_000
     compile: bool = False  # torch.compile the gradient: ~15 s once, then about 3x faster on small models
     clip_grad_value: float | None = None  # clamp each meta-gradient entry to ±this before Adam (reference code)
+    cosine_meta_lr: bool = False  # MAML++: anneal meta_lr to meta_lr_min along a half cosine over n_iterations
+    meta_lr_min: float = 1e-5
 
     def __post_init__(self) -> None:
         check_int_at_least("n_iterations", self.n_iterations, 1)
@@ -48,6 +51,14 @@ class TrainConfig:
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of "
                              f"log_every ({self.log_every}) so that checkpoints hold checked losses")
+        check_positive("meta_lr_min", self.meta_lr_min)
+
+    def meta_lr_at(self, iteration: int) -> float:
+        """The outer learning rate for `iteration` (0-based): constant, or cosine-annealed (Antoniou et al. 2019)."""
+        if not self.cosine_meta_lr:
+            return self.meta_lr
+        progress = min(iteration / self.n_iterations, 1.0)
+        return self.meta_lr_min + 0.5 * (self.meta_lr - self.meta_lr_min) * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -88,6 +99,8 @@ def train(
     `stop_after_seconds` ends the run early, at the first `log_every` boundary
     past that time, with a checkpoint that a later call resumes (a time budget,
     e.g. a borrowed GPU; it is not part of the run's settings).
+    An objective with an `at_iteration(iteration)` method is told each
+    iteration before its gradient (MAML++ anneals its multi-step loss with it).
     """
     if validate is not None and (validate_every < 1 or validate_every % config.log_every):
         raise ValueError(f"validate_every must be a positive multiple of log_every ({config.log_every}), "
@@ -120,8 +133,14 @@ def train(
     bar = tqdm(total=config.n_iterations, initial=start, desc=experiment, disable=not progress,
                unit="it", file=sys.stdout, mininterval=0.5)
     started, reached = time.monotonic(), start
+    at_iteration = getattr(objective, "at_iteration", None)
     for iteration in range(start, config.n_iterations):
         batch = sample_batch(generator).to(device)
+        if at_iteration is not None:
+            at_iteration(iteration)
+        if config.cosine_meta_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = config.meta_lr_at(iteration)
         grads, loss = gradient_fn(params, batch)
         for name, p in params.items():
             p.grad = grads[name]
@@ -205,8 +224,10 @@ def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -
     """Refuse to resume a checkpoint made with other settings: the result would belong to neither."""
     if saved.experiment != experiment:
         raise ValueError(f"checkpoint is for experiment {saved.experiment!r}, not {experiment!r}")
+    # a setting added after the checkpoint was made counts as the same when it has its default value
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     differ = {k: (saved.train_config.get(k), v) for k, v in hyper.items()
-              if k not in _MAY_DIFFER_ON_RESUME and saved.train_config.get(k) != v}
+              if k not in _MAY_DIFFER_ON_RESUME and saved.train_config.get(k, defaults.get(k)) != v}
     if differ:
         detail = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in differ.items())
         raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({detail}); "

@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .evaluate import predictions_after_steps
-from .maml import Params
+from .maml import InnerLoop, Params
 from .tasks import X_RANGE, oracle_inputs, sample_sinusoid_tasks, sinusoid
 
 MAX_K, MAX_STEPS = 40, 10
@@ -45,6 +45,12 @@ class Learner:
     inner_lr: float
     color: str = "tab:blue"
     sees_task: bool = False
+    adapted: frozenset[str] | None = None  # the parameters that adapt (ANIL: the head); None: all
+    rates: Params | None = None  # learned step sizes (Meta-SGD, MAML++) in place of inner_lr
+
+    def inner_loop(self, steps: int) -> InnerLoop:
+        """`steps` steps of size `inner_lr` on the MSE: how this learner adapts to the points shown."""
+        return InnerLoop(self.inner_lr, steps, adapted=self.adapted)
 
 
 def render_png(figure: Figure, *, draw: bool = True) -> bytes:
@@ -142,7 +148,7 @@ class SinusoidAdaptationWidget:
             else:
                 self._cache[key] = predictions_after_steps(
                     learner.model, learner.params, self.x_pool[:k_shot], self.y_pool[:k_shot], self.x_grid,
-                    inner_lr=learner.inner_lr, max_steps=MAX_STEPS)
+                    learner.inner_loop(MAX_STEPS), learner.rates)
         return self._cache[key]
 
     # -- drawing -----------------------------------------------------------
@@ -247,7 +253,7 @@ class ClickToAdaptWidget:
         for learner, line in zip(self.learners, self.lines):
             if self.points:
                 prediction = predictions_after_steps(learner.model, learner.params, x_support, y_support,
-                                                     self.x_grid, inner_lr=learner.inner_lr, max_steps=steps)[-1]
+                                                     self.x_grid, learner.inner_loop(steps), learner.rates)[-1]
             else:
                 with torch.no_grad():
                     prediction = functional_call(learner.model, learner.params, (self.x_grid,))[:, 0]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from helpers import SinusoidMLP, adapt, meta_loss, sample_sinusoid_tasks
+from helpers import InnerLoop, SinusoidMLP, TaskBatch, adapt, sample_sinusoid_tasks
 from helpers.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from helpers.experiments import MAMLSettings
 from helpers.models import build_model
@@ -17,21 +17,29 @@ def setup():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(inner_lr=0.0, n_inner_steps=1), r"inner_lr must be a finite number > 0, got 0.0"),
-    (dict(inner_lr=-0.1, n_inner_steps=1), r"inner_lr must be a finite number > 0"),
-    (dict(inner_lr=0.01, n_inner_steps=-1), r"n_inner_steps must be an integer >= 0, got -1"),
+    (dict(lr=0.0, steps=1), r"lr must be a finite number > 0, got 0.0"),
+    (dict(lr=-0.1, steps=1), r"lr must be a finite number > 0"),
+    (dict(lr=0.01, steps=-1), r"steps must be an integer >= 0, got -1"),
+    (dict(lr=0.01, steps=1.5), r"steps must be an integer >= 0, got 1.5"),
+    (dict(lr=0.01, steps=1, adapted=()), r"adapted must name at least one parameter"),
 ])
-def test_adapt_rejects_bad_hyperparameters(setup, kwargs, message):
-    model, params, tasks = setup
+def test_inner_loop_rejects_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        adapt(model, params, tasks.x_support[0], tasks.y_support[0], **kwargs)
+        InnerLoop(**kwargs)
 
 
-def test_meta_loss_rejects_empty_support(setup):
+def test_adapt_rejects_an_inner_loop_that_moves_parameters_the_model_lacks(setup):
     model, params, tasks = setup
+    with pytest.raises(ValueError, match=r"inner.adapted names parameters the model lacks: \['head.weight'\]"):
+        adapt(model, params, tasks.x_support[0], tasks.y_support[0], InnerLoop(0.01, 1, adapted={"head.weight"}))
+
+
+def test_task_batch_rejects_empty_support_and_mismatched_tasks(setup):
+    _, _, tasks = setup
     with pytest.raises(ValueError, match=r"k_shot .* must be >= 1"):
-        meta_loss(model, params, tasks.x_support[:, :0], tasks.y_support[:, :0], tasks.x_query, tasks.y_query,
-                  inner_lr=0.01, n_inner_steps=1)
+        TaskBatch(tasks.x_support[:, :0], tasks.y_support[:, :0], tasks.x_query, tasks.y_query)
+    with pytest.raises(ValueError, match=r"the same number of tasks"):
+        TaskBatch(tasks.x_support, tasks.y_support, tasks.x_query[:1], tasks.y_query[:1])
 
 
 @pytest.mark.parametrize("kwargs, name", [

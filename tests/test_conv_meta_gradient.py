@@ -3,26 +3,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import meta_gradient, meta_loss
+from helpers import InnerLoop, TaskBatch, meta_gradient, meta_loss
 from helpers.models import BatchStatsNorm2d, ConvNet
 from test_maml_gradient import reference_meta_gradient
 
 
-def random_episodes(n_tasks=2, n_way=3, k_shot=2, n_query=2, size=28, channels=1):
+def random_episodes(n_tasks=2, n_way=3, k_shot=2, n_query=2, size=28, channels=1) -> TaskBatch:
     generator = torch.Generator().manual_seed(0)
     x_support = torch.rand(n_tasks, n_way * k_shot, channels, size, size, generator=generator, dtype=torch.float64)
     x_query = torch.rand(n_tasks, n_way * n_query, channels, size, size, generator=generator, dtype=torch.float64)
     y_support = torch.arange(n_way).repeat_interleave(k_shot).expand(n_tasks, -1)
     y_query = torch.arange(n_way).repeat_interleave(n_query).expand(n_tasks, -1)
-    return x_support, y_support, x_query, y_query
-
-
-class Episodes:
-    def __init__(self, x_support, y_support, x_query, y_query):
-        self.x_support, self.y_support, self.x_query, self.y_query = x_support, y_support, x_query, y_query
-
-    def __len__(self):
-        return len(self.x_support)
+    return TaskBatch(x_support, y_support, x_query, y_query)
 
 
 def with_builtin_batch_norm(model):
@@ -41,16 +33,16 @@ def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_nor
     model = ConvNet(3, in_channels=channels, hidden=8, image_size=size, downsample=downsample)
     model = (with_builtin_batch_norm(model) if builtin_batch_norm else model).double()
     params = dict(model.named_parameters())
-    tensors = random_episodes(size=size, channels=channels)
-    kwargs = dict(inner_lr=0.4, n_inner_steps=n_inner_steps, first_order=first_order)
-    options = dict(loss_fn=F.cross_entropy, task_batching=task_batching, **kwargs)
+    tasks = random_episodes(size=size, channels=channels)
+    inner = InnerLoop(0.4, n_inner_steps, first_order, loss_fn=F.cross_entropy)
     if via == "meta_loss":
-        loss = meta_loss(model, params, *tensors, **options)
+        loss = meta_loss(model, params, tasks, inner, task_batching=task_batching)
         ours = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
     else:  # what the training loop steps with
-        ours, value = meta_gradient(model, params, *tensors, **options)
-        assert torch.allclose(value, meta_loss(model, params, *tensors, **options), rtol=1e-12, atol=0)
-    reference = reference_meta_gradient(model, params, Episodes(*tensors), loss_fn=F.cross_entropy, **kwargs)
+        ours, value = meta_gradient(model, params, tasks, inner, task_batching=task_batching)
+        assert torch.allclose(value, meta_loss(model, params, tasks, inner, task_batching=task_batching),
+                              rtol=1e-12, atol=0)
+    reference = reference_meta_gradient(model, params, tasks, inner)
     # conv biases feed batch norm, so their true gradient is 0: a floor keeps rounding noise from counting
     return {name: float((ours[name] - reference[name]).norm() / reference[name].norm().clamp_min(1e-3))
             for name in params}
@@ -96,8 +88,8 @@ def test_batch_norm_takes_the_fused_kernel_outside_vmap_and_plain_ops_inside(mon
     model = ConvNet(3, hidden=8).double()
     for task_batching, expected in (("loop", True), ("vmap", False)):
         calls.clear()
-        meta_gradient(model, dict(model.named_parameters()), *random_episodes(), inner_lr=0.4, n_inner_steps=1,
-                      loss_fn=F.cross_entropy, task_batching=task_batching)
+        meta_gradient(model, dict(model.named_parameters()), random_episodes(),
+                      InnerLoop(0.4, 1, loss_fn=F.cross_entropy), task_batching=task_batching)
         assert bool(calls) == expected, (task_batching, len(calls))
     norm = BatchStatsNorm2d(4).double()
     x = torch.randn(6, 4, 5, 5, dtype=torch.float64)

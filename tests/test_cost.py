@@ -1,7 +1,7 @@
 """Measured cost of a meta-iteration: second order keeps every inner step's graph, first order does not."""
 import pytest
 
-from helpers.cost import meta_iteration_cost, measure_here
+from helpers.cost import meta_iteration_cost, measure_here, steps_cost_table
 from test_omniglot import needs_data
 
 
@@ -15,6 +15,14 @@ def test_second_order_holds_more_memory_than_first_order_and_both_are_measured()
     assert second.peak_mib > 1.5 * first.peak_mib > 0, (second, first)
 
 
-def test_only_few_shot_cells_are_measured():
-    with pytest.raises(ValueError, match="'sinusoid_maml' is not a few-shot cell"):
-        measure_here("sinusoid_maml")
+def test_only_few_shot_cells_and_the_sinusoid_are_measured():
+    with pytest.raises(ValueError, match="'sinusoid_pretrained' is neither a few-shot cell nor sinusoid_maml"):
+        measure_here("sinusoid_pretrained")
+
+
+def test_sinusoid_steps_cost_more_time_in_second_order():
+    """Notebook 05's cost table, for the sinusoid only: 10 second-order steps take longer than one."""
+    table = steps_cost_table(("sinusoid_maml",), steps=(1, 10), progress=False)
+    seconds = {(row["first_order"], row["inner_steps"]): row["seconds"] for row in table["rows"]}
+    assert len(table["rows"]) == 4 and all(row["meta_batch_size"] == 25 for row in table["rows"])
+    assert seconds[False, 10] > 2 * seconds[False, 1], seconds

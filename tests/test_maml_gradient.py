@@ -4,21 +4,24 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from helpers import SinusoidMLP, meta_gradient, meta_loss, sample_sinusoid_tasks
+from helpers import InnerLoop, SinusoidMLP, meta_gradient, meta_loss, sample_sinusoid_tasks
 
 
-def reference_meta_gradient(model, params, tasks, *, inner_lr, n_inner_steps, first_order, loss_fn=F.mse_loss):
-    """Algorithm 1 of the paper, written out with nothing but autograd.grad, one task at a time."""
+def reference_meta_gradient(model, params, tasks, inner):
+    """Algorithm 1 of the paper, written out with nothing but autograd.grad, one task at a time.
+
+    It reads `inner`'s numbers (lr, steps, first_order, loss_fn) but none of helpers.maml's code.
+    """
     names = list(params)
     total = 0.0
     for i in range(len(tasks)):
         fast = [params[n] for n in names]
-        for _ in range(n_inner_steps):
+        for _ in range(inner.steps):
             pred = functional_call(model, dict(zip(names, fast)), (tasks.x_support[i],))
-            loss = loss_fn(pred, tasks.y_support[i])
-            grads = torch.autograd.grad(loss, fast, create_graph=not first_order)
-            fast = [w - inner_lr * g for w, g in zip(fast, grads)]
-        query = loss_fn(functional_call(model, dict(zip(names, fast)), (tasks.x_query[i],)), tasks.y_query[i])
+            loss = inner.loss_fn(pred, tasks.y_support[i])
+            grads = torch.autograd.grad(loss, fast, create_graph=not inner.first_order)
+            fast = [w - inner.lr * g for w, g in zip(fast, grads)]
+        query = inner.loss_fn(functional_call(model, dict(zip(names, fast)), (tasks.x_query[i],)), tasks.y_query[i])
         total = total + query / len(tasks)
     return dict(zip(names, torch.autograd.grad(total, [params[n] for n in names])))
 
@@ -33,15 +36,14 @@ def test_meta_gradient_matches_plain_loop(task_batching, first_order, n_inner_st
     model = SinusoidMLP()
     params = dict(model.named_parameters())
     tasks = sample_sinusoid_tasks(4, 5, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    kwargs = dict(inner_lr=0.01, n_inner_steps=n_inner_steps, first_order=first_order)
-    episodes = (tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query)
-    loss = meta_loss(model, params, *episodes, task_batching=task_batching, **kwargs)
+    inner = InnerLoop(0.01, n_inner_steps, first_order)
+    loss = meta_loss(model, params, tasks, inner, task_batching=task_batching)
     if via == "meta_loss":
         ours = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
     else:  # what the training loop steps with
-        ours, value = meta_gradient(model, params, *episodes, task_batching=task_batching, **kwargs)
+        ours, value = meta_gradient(model, params, tasks, inner, task_batching=task_batching)
         assert torch.allclose(value, loss, rtol=1e-12, atol=0)
-    reference = reference_meta_gradient(model, params, tasks, **kwargs)
+    reference = reference_meta_gradient(model, params, tasks, inner)
     for name in params:
         error = (ours[name] - reference[name]).norm() / reference[name].norm()
         assert error < 1e-10, f"{name}: relative error {error:.2e}"
@@ -56,8 +58,7 @@ def test_first_and_second_order_differ():
     tasks = sample_sinusoid_tasks(4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     grads = {}
     for first_order in (False, True):
-        loss = meta_loss(model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
-                         inner_lr=0.1, n_inner_steps=2, first_order=first_order)
+        loss = meta_loss(model, params, tasks, InnerLoop(0.1, 2, first_order))
         grads[first_order] = torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(params.values()))])
     assert (grads[False] - grads[True]).norm() / grads[False].norm() > 1e-4
 
@@ -66,6 +67,5 @@ def test_zero_inner_steps_is_plain_query_loss():
     model = SinusoidMLP()
     params = dict(model.named_parameters())
     tasks = sample_sinusoid_tasks(3, 5, generator=torch.Generator().manual_seed(2))
-    loss = meta_loss(model, params, tasks.x_support, tasks.y_support, tasks.x_query, tasks.y_query,
-                     inner_lr=0.01, n_inner_steps=0)
+    loss = meta_loss(model, params, tasks, InnerLoop(0.01, 0))
     assert torch.allclose(loss, F.mse_loss(model(tasks.x_query), tasks.y_query))

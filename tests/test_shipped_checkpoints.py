@@ -4,7 +4,7 @@ import pytest
 from helpers.checkpoints import load_checkpoint
 from helpers.evaluate import (PAPER_TABLE2_MAML_K5, PAPER_TABLE2_PRETRAINED_K5, SINUSOID_DIVERGED_MSE,
                               evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr)
-from helpers.experiments import get_experiment
+from helpers.experiments import EXPERIMENTS, get_experiment
 from helpers.metrics import PRETRAINED_LR_CANDIDATES
 
 
@@ -74,3 +74,11 @@ def test_half_range_maml_extrapolates_better_than_pretrained(sinusoid_maml, base
     pre = evaluate_sinusoid(pre_model, pre_params, inner_lr=checkpoint.metrics["tuned_inner_lr"], **unseen)[5]
     # medians: a few tasks of both models diverge under 10 steps and would decide a mean (see notebook 02)
     assert maml.median[10] < 0.5 * pre.median[10]
+
+
+@pytest.mark.parametrize("name", sorted(name for name in EXPERIMENTS if get_experiment(name).checkpoint_path.exists()))
+def test_shipped_checkpoints_record_the_objective_config_of_today(name):
+    """A resume refuses settings that differ from the checkpoint's, so the recorded keys and values must not drift."""
+    experiment = get_experiment(name)
+    recorded = load_checkpoint(experiment.checkpoint_path).train_config
+    assert {key: recorded.get(key, "missing") for key in experiment.objective_config} == experiment.objective_config

@@ -60,6 +60,23 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         short_run(tmp_path, 200, meta_lr=1e6)
 
 
+def test_maml_settings_give_their_inner_loop_and_record_plain_numbers():
+    """The settings stay the checkpoint's record (see test_shipped_checkpoints); the objective runs their InnerLoop."""
+    import torch.nn.functional as F
+
+    from helpers.experiments import MAMLSettings, maml_objective
+    from helpers.maml import InnerLoop
+
+    settings = MAMLSettings(0.4, 5, 16, 1, 1, first_order=True, task_batching="loop")
+    assert settings.inner_loop(F.cross_entropy) == InnerLoop(0.4, 5, first_order=True, loss_fn=F.cross_entropy)
+    assert settings.inner_loop() == InnerLoop(0.4, 5, first_order=True)  # the MSE, for regression
+    model = get_experiment("omniglot_5way_1shot").make_model()
+    assert maml_objective(model, settings, loss_fn=F.cross_entropy).inner == settings.inner_loop(F.cross_entropy)
+    assert get_experiment("sinusoid_maml").objective_config == {
+        "objective": "maml", "inner_lr": 0.01, "n_inner_steps": 1, "meta_batch_size": 25, "k_shot": 10,
+        "n_query": 10, "first_order": False, "task_batching": "vmap"}
+
+
 def test_looped_maml_steps_with_the_per_task_gradient_and_matches_vmap():
     """train uses MAMLObjective.gradient (one task's graph alive at a time); it ends where vmap's run ends."""
     from helpers.experiments import MAMLSettings, maml_objective
