@@ -22,7 +22,7 @@ import torch
 
 @dataclass(frozen=True)
 class MetaStepCost:
-    seconds: float  # one meta-iteration (gradient + Adam step), the second of two so set-up costs are left out
+    seconds: float  # one meta-iteration (gradient + Adam step), the median after the first, so set-up is left out
     peak_mib: float  # what the first iteration added to the process's peak memory
     meta_batch_size: int
 
@@ -52,8 +52,9 @@ def peak_mib_added(work: Callable[[], None], device: str = "cpu") -> float:
 
 
 def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,
-                 n_inner_steps: int | None = None, device: str = "cpu", seed: int = 0) -> MetaStepCost:
-    """Two meta-iterations in this process: the first for memory, the second for time.
+                 n_inner_steps: int | None = None, device: str = "cpu", seed: int = 0,
+                 repeats: int = 1) -> MetaStepCost:
+    """1 + `repeats` meta-iterations in this process: the first for memory, the median of the others for time.
 
     `experiment` is a few-shot cell or "sinusoid_maml"; `meta_batch_size`,
     `first_order` and `n_inner_steps` override its own settings.
@@ -77,11 +78,11 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
     generator = torch.Generator().manual_seed(seed)
     if cell is None:
         batches = [sample_sinusoid_tasks(n_tasks, settings.k_shot, settings.n_query, generator=generator).to(device)
-                   for _ in range(2)]
+                   for _ in range(1 + repeats)]
     else:
         images = fewshot_images(cell.dataset, "train")
         batches = [sample_episodes(images, n_tasks, cell.n_way, cell.k_shot, cell.n_query, generator=generator,
-                                   rotate=cell.dataset == "omniglot").to(device) for _ in range(2)]
+                                   rotate=cell.dataset == "omniglot").to(device) for _ in range(1 + repeats)]
     optimizer = torch.optim.Adam(model.parameters(), lr=exp.train_config.meta_lr)
 
     def step(batch) -> None:
@@ -91,11 +92,14 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
         optimizer.step()
 
     peak_mib = peak_mib_added(lambda: step(batches[0]), device)
-    started = time.perf_counter()
-    step(batches[1])
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return MetaStepCost(time.perf_counter() - started, peak_mib, n_tasks)
+    seconds = []
+    for batch in batches[1:]:
+        started = time.perf_counter()
+        step(batch)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    return MetaStepCost(sorted(seconds)[len(seconds) // 2], peak_mib, n_tasks)
 
 
 STEPS_MEASURED = (1, 2, 3, 5, 7, 10)
@@ -106,14 +110,16 @@ def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_
                      progress: bool = True) -> dict:
     """Seconds and peak memory of one meta-iteration against inner steps, second and first order (notebook 05).
 
-    Each point is its own fresh process (`meta_iteration_cost`) at the experiment's training meta-batch.
+    Each point is its own fresh process (`meta_iteration_cost`) at the experiment's training meta-batch; the
+    sinusoid's milliseconds are the median of 20 iterations, a conv iteration is timed once.
     """
     rows = []
     for experiment in experiments:
         for first_order in (False, True):
             for n_steps in steps:
                 cost = meta_iteration_cost(experiment, first_order=first_order, n_inner_steps=n_steps,
-                                           device=device, threads=threads)
+                                           device=device, threads=threads,
+                                           repeats=20 if experiment.startswith("sinusoid") else 1)
                 rows.append({"experiment": experiment, "first_order": first_order, "inner_steps": n_steps,
                              "seconds": round(cost.seconds, 5), "peak_mib": round(cost.peak_mib, 2),
                              "meta_batch_size": cost.meta_batch_size})
@@ -126,7 +132,7 @@ def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_
 
 def meta_iteration_cost(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,
                         n_inner_steps: int | None = None, device: str = "cpu",
-                        threads: int | None = None) -> MetaStepCost:
+                        threads: int | None = None, repeats: int = 1) -> MetaStepCost:
     """`measure_here` in a fresh Python process, so that nothing this process did is counted."""
     command = [sys.executable, "-m", "helpers.cost", experiment, "--device", device]
     if meta_batch_size is not None:
@@ -137,6 +143,7 @@ def meta_iteration_cost(experiment: str, *, meta_batch_size: int | None = None, 
         command += ["--inner-steps", str(n_inner_steps)]
     if threads is not None:
         command += ["--threads", str(threads)]
+    command += ["--repeats", str(repeats)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"measuring {experiment} failed:\n{done.stderr.strip()[-2000:]}")
@@ -150,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meta-batch-size", type=int)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--repeats", type=int, default=1, help="timed iterations (the median is reported)")
     parser.add_argument("--inner-steps", type=int)
     order = parser.add_mutually_exclusive_group()
     order.add_argument("--first-order", dest="first_order", action="store_true", default=None)
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cost = measure_here(args.experiment, meta_batch_size=args.meta_batch_size, first_order=args.first_order,
-                        n_inner_steps=args.inner_steps, device=args.device)
+                        n_inner_steps=args.inner_steps, device=args.device, repeats=args.repeats)
     print(json.dumps(cost.__dict__))
     return 0
 

@@ -130,7 +130,8 @@ class MetaLearner(nn.Module):
         unknown = sorted(set(rate_shapes) - set(names))
         if unknown:
             raise ValueError(f"rate_shapes names parameters the model lacks: {unknown}")
-        self.rates = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(torch.ones(tuple(shape)))
+        dtype = next(self.model.parameters()).dtype  # a float64 model gets float64 rates
+        self.rates = nn.ParameterDict({name.replace(".", "/"): nn.Parameter(torch.ones(tuple(shape), dtype=dtype))
                                        for name, shape in rate_shapes.items()})
         self.init_lr = float(init_lr)
         self._config = {"name": "MetaLearner", "model": self.model.config(),

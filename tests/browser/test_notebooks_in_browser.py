@@ -292,3 +292,19 @@ def test_notebook_04_episode_widget_in_jupyterlab(page: Page, lab: Server, scree
     move_episode_sliders(page, widget)
     assert_no_error_outputs(panel, notebook)
     save_screenshots(panel, widget, screenshots, "04_miniimagenet")
+
+
+def test_notebook_05_comparison_widget_in_jupyterlab(page: Page, lab: Server, screenshots: Path) -> None:
+    """Two algorithms side by side: the sliders and new task as in notebook 01, and a drop-down that swaps one."""
+    notebook = "notebooks/05_beyond_the_paper.ipynb"
+    panel = open_and_run_all(page, lab, notebook)
+    widget = find_widget(panel, "img.widget-image")
+    exercise_adaptation_widget(page, widget)
+    green = widget.root.locator("select").nth(1)
+
+    def choose_five_step_maml() -> str:
+        green.select_option(label="MAML, 5 steps")
+        return "MAML, 5 steps: MSE on the curve"
+    check_plot_changes(widget, choose_five_step_maml, "choosing another algorithm for the green slot")
+    assert_no_error_outputs(panel, notebook)
+    save_screenshots(panel, widget, screenshots, "05_beyond_the_paper")
