@@ -1,14 +1,18 @@
-"""Seconds per conv-net meta-iteration (and peak memory): helpers against a plain loop, `higher`, `learn2learn`.
+"""Seconds, GFLOPS and peak memory of a conv-net meta-iteration: the training path against the eager baseline.
 
-Cells (helpers.experiments.FEWSHOT_CELLS, their α, steps and meta-batch): Omniglot 5-way 1-shot and 20-way
-1-shot, MiniImagenet 5-way 1-shot and 5-way 5-shot; second and first order, with 15 query images per class
-(the paper's evaluation shape and MiniImagenet's training shape; the reference code trains Omniglot with K).
-Variants run in one process, interleaved; medians and ratios are printed. Peak memory is
-measured per variant in a fresh subprocess: what two iterations add on top of the set-up
-process (CPU: resident-set high-water mark; CUDA: the allocator's peak).
+For each cell (helpers.experiments.FEWSHOT_CELLS: its α, steps, meta-batch and training query size) and
+order, in one process, interleaved, median over rounds:
+
+* seconds per meta-iteration (gradient + Adam step) of each variant;
+* its speed-up over the eager baseline: the paper's net as written (NCHW, batch norm in plain tensor ops,
+  ReLU before max-pool; `helpers.models.as_the_paper_writes_it`) with the cell's task batching, which is
+  the path every cell trained with before the fast paths;
+* achieved GFLOPS (convolutions and matrix products counted by torch's FlopCounterMode over one
+  meta-gradient) and that as a percentage of the fp32 matrix-multiply throughput measured in the same run;
+* peak memory that two iterations add, each variant in a fresh process (--no-memory skips it).
 
     OMNIGLOT_DIR=/path/to/omniglot MINIIMAGENET_DIR=/path/to/miniimagenet \
-        python benchmarks/conv_meta_step.py [--device cuda] [--rounds 3] [--cells omniglot_5way_1shot ...]
+        python benchmarks/conv_meta_step.py [--device cuda] [--cells ...] [--variants ...] [--order both]
 """
 from __future__ import annotations
 
@@ -23,124 +27,181 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
 
 from helpers.cost import peak_mib_added
 from helpers.episodes import sample_episodes
 from helpers.experiments import FEWSHOT_CELLS, MAMLSettings, fewshot_images, fewshot_model, maml_objective
-from helpers.models import BatchStatsNorm2d
+from helpers.models import as_the_paper_writes_it
 
-CELLS = ("omniglot_5way_1shot", "omniglot_20way_1shot", "miniimagenet_5way_1shot", "miniimagenet_5way_5shot")
-N_QUERY = 15
+CELLS = ("omniglot_5way_1shot", "omniglot_5way_5shot", "omniglot_20way_1shot", "omniglot_20way_5shot",
+         "miniimagenet_5way_1shot", "miniimagenet_5way_5shot")
+BASELINE = "eager baseline"
 Step = Callable[[], None]
 
 
-def settings(cell: str) -> tuple[int, float, int, int]:
-    """(n_way, α, inner steps, meta-batch) of a cell, as the paper trains it."""
-    c = FEWSHOT_CELLS[cell]
-    return c.n_way, c.inner_lr, c.n_inner_steps, c.meta_batch_size
-
-
-def setup(cell: str, device: str):
+def setup(cell: str, device: str, n_query: int | None):
     c = FEWSHOT_CELLS[cell]
     torch.manual_seed(0)
     model = fewshot_model(c).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = fewshot_images(c.dataset, "train")
     generator = torch.Generator().manual_seed(0)
-    return model, optimizer, lambda: sample_episodes(images, c.meta_batch_size, c.n_way, c.k_shot, N_QUERY,
-                                                     generator=generator, rotate=c.dataset == "omniglot").to(device)
+    query = n_query or c.n_query
+
+    def tasks():
+        return sample_episodes(images, c.meta_batch_size, c.n_way, c.k_shot, query, generator=generator,
+                               rotate=c.dataset == "omniglot").to(device)
+    return model, optimizer, tasks
 
 
-def helpers_step(cell: str, first_order: bool, device: str, task_batching: str = "vmap",
-                 fused_batch_norm: bool = True) -> Step:
-    n_way, inner_lr, steps, batch = settings(cell)
-    model, optimizer, tasks = setup(cell, device)
-    for module in model.modules():  # False: batch norm in plain tensor ops everywhere, as before the fused kernel
-        if isinstance(module, BatchStatsNorm2d):
-            module.fused_outside_vmap = fused_batch_norm
-    k_shot = FEWSHOT_CELLS[cell].k_shot
-    objective = maml_objective(model, MAMLSettings(inner_lr, steps, batch, k_shot, N_QUERY, first_order,
-                                                   task_batching), loss_fn=F.cross_entropy)
-
+def objective_step(cell: str, first_order: bool, device: str, n_query: int | None, task_batching: str | None = None,
+                   baseline: bool = False, flops: list[int] | None = None) -> Step:
+    """As helpers.train steps: the objective's own gradient, then Adam. `baseline`: the paper's net as written."""
+    c = FEWSHOT_CELLS[cell]
+    model, optimizer, tasks = setup(cell, device, n_query)
+    run_model = as_the_paper_writes_it(model) if baseline else model  # same parameters, other code path
+    settings = MAMLSettings(c.inner_lr, c.n_inner_steps, c.meta_batch_size, c.k_shot, n_query or c.n_query,
+                            first_order, task_batching or c.task_batching)
+    objective = maml_objective(run_model, settings, loss_fn=F.cross_entropy)
     params = dict(model.named_parameters())
 
-    def step() -> None:  # as helpers.train steps: the objective's own gradient
-        grads, _ = objective.gradient(params, tasks())
+    def step() -> None:
+        batch = tasks()
+        if flops is not None and not flops:
+            with FlopCounterMode(display=False) as counter:
+                grads, _ = objective.gradient(params, batch)
+            flops.append(counter.get_total_flops())
+        else:
+            grads, _ = objective.gradient(params, batch)
         for name, p in params.items():
             p.grad = grads[name]
         optimizer.step()
     return step
 
 
-def plain_step(cell: str, first_order: bool, device: str) -> Step:
-    n_way, inner_lr, steps, batch = settings(cell)
-    model, optimizer, tasks = setup(cell, device)
+def plain_step(cell: str, first_order: bool, device: str, n_query: int | None) -> Step:
+    """Algorithm 1 with nothing but autograd.grad, one task at a time, on the paper's net as written."""
+    c = FEWSHOT_CELLS[cell]
+    model, optimizer, tasks = setup(cell, device, n_query)
+    net = as_the_paper_writes_it(model)
     params = dict(model.named_parameters())
 
     def step() -> None:
         episodes = tasks()
         optimizer.zero_grad()
-        for i in range(batch):
+        for i in range(c.meta_batch_size):
             fast = params
-            for _ in range(steps):
-                loss = F.cross_entropy(functional_call(model, fast, (episodes.x_support[i],)), episodes.y_support[i])
+            for _ in range(c.n_inner_steps):
+                loss = F.cross_entropy(functional_call(net, fast, (episodes.x_support[i],)), episodes.y_support[i])
                 grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-                fast = {k: p - inner_lr * g for (k, p), g in zip(fast.items(), grads)}
-            query = F.cross_entropy(functional_call(model, fast, (episodes.x_query[i],)), episodes.y_query[i])
-            (query / batch).backward()
+                fast = {k: p - c.inner_lr * g for (k, p), g in zip(fast.items(), grads)}
+            query = F.cross_entropy(functional_call(net, fast, (episodes.x_query[i],)), episodes.y_query[i])
+            (query / c.meta_batch_size).backward()
         optimizer.step()
     return step
 
 
-def higher_step(cell: str, first_order: bool, device: str) -> Step:
+def higher_step(cell: str, first_order: bool, device: str, n_query: int | None) -> Step:
     import higher
 
-    n_way, inner_lr, steps, batch = settings(cell)
-    model, optimizer, tasks = setup(cell, device)
-    inner = torch.optim.SGD(model.parameters(), lr=inner_lr)
+    c = FEWSHOT_CELLS[cell]
+    model, optimizer, tasks = setup(cell, device, n_query)
+    net = as_the_paper_writes_it(model)
+    inner = torch.optim.SGD(net.parameters(), lr=c.inner_lr)
 
     def step() -> None:
         episodes = tasks()
         optimizer.zero_grad()
-        for i in range(batch):
-            with higher.innerloop_ctx(model, inner, copy_initial_weights=False,
+        for i in range(c.meta_batch_size):
+            with higher.innerloop_ctx(net, inner, copy_initial_weights=False,
                                       track_higher_grads=not first_order) as (fmodel, diffopt):
-                for _ in range(steps):
+                for _ in range(c.n_inner_steps):
                     diffopt.step(F.cross_entropy(fmodel(episodes.x_support[i]), episodes.y_support[i]))
-                (F.cross_entropy(fmodel(episodes.x_query[i]), episodes.y_query[i]) / batch).backward()
+                (F.cross_entropy(fmodel(episodes.x_query[i]), episodes.y_query[i]) / c.meta_batch_size).backward()
+        for p, q in zip(model.parameters(), net.parameters()):
+            p.grad = q.grad
         optimizer.step()
+        net.zero_grad()
     return step
 
 
-def learn2learn_step(cell: str, first_order: bool, device: str) -> Step:
+def learn2learn_step(cell: str, first_order: bool, device: str, n_query: int | None) -> Step:
     import learn2learn
 
-    n_way, inner_lr, steps, batch = settings(cell)
-    model, optimizer, tasks = setup(cell, device)
-    maml = learn2learn.algorithms.MAML(model, lr=inner_lr, first_order=first_order)
+    c = FEWSHOT_CELLS[cell]
+    model, optimizer, tasks = setup(cell, device, n_query)
+    maml = learn2learn.algorithms.MAML(as_the_paper_writes_it(model), lr=c.inner_lr, first_order=first_order)
 
     def step() -> None:
         episodes = tasks()
-        optimizer.zero_grad()
-        for i in range(batch):
+        maml.zero_grad()
+        for i in range(c.meta_batch_size):
             learner = maml.clone()
-            for _ in range(steps):
+            for _ in range(c.n_inner_steps):
                 learner.adapt(F.cross_entropy(learner(episodes.x_support[i]), episodes.y_support[i]))
-            (F.cross_entropy(learner(episodes.x_query[i]), episodes.y_query[i]) / batch).backward()
+            (F.cross_entropy(learner(episodes.x_query[i]), episodes.y_query[i]) / c.meta_batch_size).backward()
+        for p, q in zip(model.parameters(), maml.module.parameters()):
+            p.grad = q.grad
         optimizer.step()
     return step
 
 
-VARIANTS = {"helpers (vmap)": helpers_step,
-            "helpers (loop)": lambda cell, first_order, device: helpers_step(cell, first_order, device, "loop"),
-            "helpers (loop, plain BN)": lambda cell, first_order, device: helpers_step(
-                cell, first_order, device, "loop", fused_batch_norm=False),
-            "plain loop": plain_step, "higher": higher_step, "learn2learn": learn2learn_step}
+VARIANTS: dict[str, Callable[..., Step]] = {
+    BASELINE: lambda cell, first_order, device, n_query, flops=None: objective_step(
+        cell, first_order, device, n_query, baseline=True),
+    "helpers (loop)": lambda cell, first_order, device, n_query, flops=None: objective_step(
+        cell, first_order, device, n_query, "loop", flops=flops),
+    "helpers (vmap)": lambda cell, first_order, device, n_query, flops=None: objective_step(
+        cell, first_order, device, n_query, "vmap"),
+    "plain loop": lambda cell, first_order, device, n_query, flops=None: plain_step(cell, first_order, device, n_query),
+    "higher": lambda cell, first_order, device, n_query, flops=None: higher_step(cell, first_order, device, n_query),
+    "learn2learn": lambda cell, first_order, device, n_query, flops=None: learn2learn_step(
+        cell, first_order, device, n_query),
+}
+DEFAULT_VARIANTS = (BASELINE, "helpers (loop)", "helpers (vmap)")
 
 
-def measure_peak_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
+def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
+    """fp32 matrix-multiply throughput of this machine now: the peak the cells are measured against."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(times[1:]) / 1e9
+
+
+def conv_gflops(cell: str, device: str, repeats: int = 5) -> float:
+    """Forward throughput of the cell's costliest convolution (its second layer) at the query batch, channels-last."""
+    c = FEWSHOT_CELLS[cell]
+    model = fewshot_model(c).to(device)
+    conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1]
+    size = 14 if c.dataset == "omniglot" else 42
+    batch = c.n_way * max(c.n_query, 5)
+    x = torch.randn(batch, conv.in_channels, size, size, device=device)
+    if device == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with FlopCounterMode(display=False) as counter:
+        F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return counter.get_total_flops() / statistics.median(times[1:]) / 1e9
+
+
+def measure_peak_mib(variant: str, cell: str, first_order: bool, device: str, n_query: int | None) -> float:
     """Peak memory that 2 iterations add on top of the set-up process (model, optimizer, data set loaded)."""
-    step = VARIANTS[variant](cell, first_order, device)
+    step = VARIANTS[variant](cell, first_order, device, n_query)
 
     def two_steps() -> None:
         step()
@@ -148,10 +209,11 @@ def measure_peak_mib(variant: str, cell: str, first_order: bool, device: str) ->
     return peak_mib_added(two_steps, device)
 
 
-def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str) -> float:
+def peak_memory_mib(variant: str, cell: str, first_order: bool, device: str, n_query: int | None) -> float:
     """`measure_peak_mib` in a fresh process, so that no other variant's memory is counted."""
-    code = (f"import sys, json; sys.path.insert(0, 'benchmarks'); import conv_meta_step as b; "
-            f"print(json.dumps(b.measure_peak_mib({variant!r}, {cell!r}, {first_order}, {device!r})))")
+    code = (f"import sys, json, torch; torch.set_num_threads({torch.get_num_threads()}); "
+            f"sys.path.insert(0, 'benchmarks'); import conv_meta_step as b; "
+            f"print(json.dumps(b.measure_peak_mib({variant!r}, {cell!r}, {first_order}, {device!r}, {n_query!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"  (memory of {variant} failed: {out.stderr.strip().splitlines()[-1:]})")
@@ -163,19 +225,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=3, help="meta-iterations per variant per round")
+    parser.add_argument("--iterations", type=int, default=1, help="meta-iterations per variant per round")
+    parser.add_argument("--query", type=int, help="query images per class (default: each cell's training shape)")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--order", choices=["second", "first", "both"], default="both")
     parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=sorted(FEWSHOT_CELLS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
-    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {N_QUERY} query/class")
+    variants = [BASELINE] + [v for v in args.variants if v != BASELINE]
+    peak = matmul_gflops(args.device)
+    print(f"torch {torch.__version__} on {args.device}, {torch.get_num_threads()} threads; "
+          f"fp32 matmul 2048x2048: {peak:.0f} GFLOPS")
+    orders = {"second": [False], "first": [True], "both": [False, True]}[args.order]
     for cell in args.cells:
-        for first_order in (False, True):
+        c = FEWSHOT_CELLS[cell]
+        for first_order in orders:
+            flops: list[int] = []
             steps: dict[str, Step] = {}
-            for name, build in ((name, VARIANTS[name]) for name in args.variants):
+            for name in variants:
                 try:
-                    steps[name] = build(cell, first_order, args.device)
-                    steps[name]()  # warm-up
+                    steps[name] = VARIANTS[name](cell, first_order, args.device, args.query, flops=flops)
+                    steps[name]()  # warm-up (the loop's also counts the flops)
                 except ImportError as error:
                     print(f"  {name}: skipped ({error}; see benchmarks/README.md)")
             times: dict[str, list[float]] = {name: [] for name in steps}
@@ -187,13 +257,21 @@ def main() -> None:
                     if args.device == "cuda":
                         torch.cuda.synchronize()
                     times[name].append((time.perf_counter() - started) / args.iterations)
-            base = statistics.median(times.get("helpers (vmap)") or next(iter(times.values())))
+            peak_now = matmul_gflops(args.device)  # measured again after the cell, beside its iterations
+            peak_cell = statistics.median([peak, peak_now])
+            gflop = flops[0] / 1e9 if flops else float("nan")
+            base = statistics.median(times[BASELINE])
             order = "first order" if first_order else "second order"
-            print(f"\n{cell}, {order}: {'median s/it':>12s} {'/ helpers':>10s} {'+peak MiB':>10s}")
+            print(f"\n{cell}, {order} ({c.n_query} query/class unless --query; {gflop:.1f} GFLOP per iteration; "
+                  f"matmul now {peak_now:.0f} GFLOPS, its conv {conv_gflops(cell, args.device):.0f} GFLOPS; "
+                  f"training uses {c.task_batching})")
+            print(f"  {'variant':22s} {'s/it':>8s} {'speed-up':>9s} {'GFLOPS':>7s} {'% peak':>7s} {'+peak MiB':>10s}")
             for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
-                memory = float("nan") if args.no_memory else peak_memory_mib(name, cell, first_order, args.device)
-                print(f"  {name:26s} {statistics.median(values):12.3f} {statistics.median(values) / base:10.2f} "
-                      f"{memory:10.0f}")
+                seconds = statistics.median(values)
+                memory = float("nan") if args.no_memory else peak_memory_mib(name, cell, first_order, args.device,
+                                                                             args.query)
+                print(f"  {name:22s} {seconds:8.3f} {base / seconds:9.2f} {gflop / seconds:7.1f} "
+                      f"{100 * gflop / seconds / peak_cell:7.1f} {memory:10.0f}", flush=True)
 
 
 if __name__ == "__main__":

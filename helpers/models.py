@@ -1,6 +1,7 @@
 """The networks of the paper, each describable by a small config so checkpoints can check them."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -111,6 +112,22 @@ class ConvNet(nn.Module):
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)
+
+
+def as_the_paper_writes_it(model: ConvNet) -> ConvNet:
+    """A copy of `model` with none of the fast paths: [conv, batch norm in plain tensor ops, ReLU, max-pool] in
+    NCHW, as the paper and its reference code write the net. Same parameter names, so it runs on the same `params`:
+    the tests' reference and the benchmarks' baseline (the eager path before channels-last and the fused kernel)."""
+    plain = copy.deepcopy(model)
+    plain.channels_last = False
+    blocks = list(plain.features)
+    for index, module in enumerate(blocks):
+        if isinstance(module, BatchStatsNorm2d):
+            module.fused_outside_vmap = False
+        if isinstance(module, nn.MaxPool2d) and isinstance(blocks[index + 1], nn.ReLU):
+            blocks[index], blocks[index + 1] = blocks[index + 1], blocks[index]
+    plain.features = nn.Sequential(*blocks)
+    return plain
 
 
 class MetaLearner(nn.Module):

@@ -1,12 +1,10 @@
 """The conv net's meta-gradient (batch norm with batch statistics) against a plain autograd loop, in float64."""
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from helpers import InnerLoop, TaskBatch, meta_gradient, meta_loss
-from helpers.models import BatchStatsNorm2d, ConvNet
+from helpers.models import BatchStatsNorm2d, ConvNet, as_the_paper_writes_it
 from test_maml_gradient import reference_meta_gradient
 
 
@@ -27,21 +25,6 @@ def with_builtin_batch_norm(model):
     return model
 
 
-def paper_model(model):
-    """A copy of `model` as the paper writes it, with none of the fast paths: [conv, batch norm in plain tensor
-    ops, ReLU, max-pool] in NCHW. It has the same parameter names, so the reference can run it on `params`."""
-    plain = copy.deepcopy(model)
-    plain.channels_last = False
-    blocks = list(plain.features)
-    for index, module in enumerate(blocks):
-        if isinstance(module, BatchStatsNorm2d):
-            module.fused_outside_vmap = False
-        if isinstance(module, torch.nn.MaxPool2d) and isinstance(blocks[index + 1], torch.nn.ReLU):
-            blocks[index], blocks[index + 1] = blocks[index + 1], blocks[index]
-    plain.features = torch.nn.Sequential(*blocks)
-    return plain
-
-
 def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_norm=False, via="meta_loss",
                     downsample="stride"):
     """Omniglot's net (stride 2, grey 28x28) or MiniImagenet's (max-pool, colour; 32x32 keeps it quick)."""
@@ -59,7 +42,7 @@ def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_nor
         ours, value = meta_gradient(model, params, tasks, inner, task_batching=task_batching)
         assert torch.allclose(value, meta_loss(model, params, tasks, inner, task_batching=task_batching),
                               rtol=1e-12, atol=0)
-    reference = reference_meta_gradient(paper_model(model), params, tasks, inner)
+    reference = reference_meta_gradient(as_the_paper_writes_it(model), params, tasks, inner)
     # conv biases feed batch norm, so their true gradient is 0: a floor keeps rounding noise from counting
     return {name: float((ours[name] - reference[name]).norm() / reference[name].norm().clamp_min(1e-3))
             for name in params}
@@ -128,7 +111,7 @@ def test_float32_fast_path_matches_float64_reference(downsample, inner_lr, steps
     inner = InnerLoop(inner_lr, steps, first_order, loss_fn=F.cross_entropy)
     ours, _ = meta_gradient(model, params, TaskBatch(*(t.float() if t.is_floating_point() else t
                                                        for t in tasks.tensors)), inner, task_batching="loop")
-    reference_model = paper_model(model).double()
+    reference_model = as_the_paper_writes_it(model).double()
     reference_params = dict(reference_model.named_parameters())
     reference = reference_meta_gradient(reference_model, reference_params, tasks, inner)
     # float32 rounding is relative to the whole gradient: conv biases (true gradient 0) are judged on that scale
