@@ -40,10 +40,10 @@ BASELINE = "eager baseline"
 Step = Callable[[], None]
 
 
-def setup(cell: str, device: str, n_query: int | None):
+def setup(cell: str, device: str, n_query: int | None, first_order: bool):
     c = FEWSHOT_CELLS[cell]
     torch.manual_seed(0)
-    model = fewshot_model(c).to(device)
+    model = fewshot_model(c, first_order).to(device)  # the memory format its training would use
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images = fewshot_images(c.dataset, "train")
     generator = torch.Generator().manual_seed(0)
@@ -59,7 +59,7 @@ def objective_step(cell: str, first_order: bool, device: str, n_query: int | Non
                    baseline: bool = False, flops: list[int] | None = None) -> Step:
     """As helpers.train steps: the objective's own gradient, then Adam. `baseline`: the paper's net as written."""
     c = FEWSHOT_CELLS[cell]
-    model, optimizer, tasks = setup(cell, device, n_query)
+    model, optimizer, tasks = setup(cell, device, n_query, first_order)
     run_model = as_the_paper_writes_it(model) if baseline else model  # same parameters, other code path
     settings = MAMLSettings(c.inner_lr, c.n_inner_steps, c.meta_batch_size, c.k_shot, n_query or c.n_query,
                             first_order, task_batching or c.task_batching)
@@ -83,7 +83,7 @@ def objective_step(cell: str, first_order: bool, device: str, n_query: int | Non
 def plain_step(cell: str, first_order: bool, device: str, n_query: int | None) -> Step:
     """Algorithm 1 with nothing but autograd.grad, one task at a time, on the paper's net as written."""
     c = FEWSHOT_CELLS[cell]
-    model, optimizer, tasks = setup(cell, device, n_query)
+    model, optimizer, tasks = setup(cell, device, n_query, first_order)
     net = as_the_paper_writes_it(model)
     params = dict(model.named_parameters())
 
@@ -106,7 +106,7 @@ def higher_step(cell: str, first_order: bool, device: str, n_query: int | None) 
     import higher
 
     c = FEWSHOT_CELLS[cell]
-    model, optimizer, tasks = setup(cell, device, n_query)
+    model, optimizer, tasks = setup(cell, device, n_query, first_order)
     net = as_the_paper_writes_it(model)
     inner = torch.optim.SGD(net.parameters(), lr=c.inner_lr)
 
@@ -130,7 +130,7 @@ def learn2learn_step(cell: str, first_order: bool, device: str, n_query: int | N
     import learn2learn
 
     c = FEWSHOT_CELLS[cell]
-    model, optimizer, tasks = setup(cell, device, n_query)
+    model, optimizer, tasks = setup(cell, device, n_query, first_order)
     maml = learn2learn.algorithms.MAML(as_the_paper_writes_it(model), lr=c.inner_lr, first_order=first_order)
 
     def step() -> None:

@@ -120,7 +120,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 ]}
 
 
-def _sampler(variant: Variant) -> Callable[[torch.Generator], Any]:
+def task_sampler(variant: Variant) -> Callable[[torch.Generator], Any]:
+    """The meta-batches a variant trains on: the paper's sinusoid batches (25 tasks, K=10) or Omniglot 5-way 1-shot
+    (32 tasks, 1 query image per class), drawn from the generator the training loop passes."""
     if variant.benchmark == "sinusoid":
         return lambda g: sample_sinusoid_tasks(25, 10, 10, generator=g)
     from .experiments import fewshot_images
@@ -132,7 +134,7 @@ def train_variant(variant: Variant, *, minutes: float | None = None, progress: b
     """Train (or resume) one variant's checkpoint with the project's one training loop."""
     learner = variant.new_learner()
     objective = AlgorithmObjective(learner, variant.algorithm, variant.task_batching)
-    result = train(learner, objective, _sampler(variant), variant.train_config(), experiment=variant.name,
+    result = train(learner, objective, task_sampler(variant), variant.train_config(), experiment=variant.name,
                    objective_config=variant.objective_config(), checkpoint_path=variant.checkpoint_path,
                    command=f"python -m helpers.beyond train --only {variant.name}", progress=progress,
                    stop_after_seconds=None if minutes is None else 60 * minutes)
@@ -245,7 +247,7 @@ def seconds_per_iteration(variant: Variant, repeats: int = 5, seed: int = 0) -> 
     objective.at_iteration(0)
     params = dict(learner.named_parameters())
     optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3)
-    sample = _sampler(variant)
+    sample = task_sampler(variant)
     generator = torch.Generator().manual_seed(seed)
     times = []
     for _ in range(repeats + 1):

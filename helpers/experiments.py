@@ -188,16 +188,16 @@ class FewShotCell:
 
 
 # Omniglot (§5.2, appendix A.1): K query images per class in meta-training, as in the reference code. Task
-# batching, second order on a 2-core CPU: 5-way 1-shot vmap 0.32 vs loop 0.69 s/it; 5-way 5-shot loop 1.5 vs
-# vmap 2.2; 20-way 1-shot vmap 1.7 vs loop 2.6; 20-way 5-shot loops to bound memory (all measured before
-# BatchStatsNorm2d took torch's fused kernel outside vmap, which speeds up the loop only: worth re-measuring).
+# batching, second order, 1 thread (benchmarks/conv_meta_step.py; the loop takes torch's fused batch-norm kernel,
+# vmap cannot): 5-way 1-shot vmap 0.37 vs loop 0.53 s/it; 5-way 5-shot loop 1.38 vs vmap 2.43; 20-way 1-shot loop
+# 2.30 vs vmap 2.74 (and 80 MiB vs 1.6 GB); 20-way 5-shot loops to bound memory.
 # MiniImagenet (Ravi & Larochelle's split): α = 0.01, 5 steps in training and 10 at test, 15 query images per
 # class, meta-batch 4 for both cells as in the reference code's usage lines (the appendix says 2 for 5-shot),
-# meta-gradient clipped to ±10; the loop beats vmap (3.9 vs 6.3 s/it, 5-way 1-shot second order).
+# meta-gradient clipped to ±10; the loop beats vmap (5-way 1-shot first order 1.3 vs 5.9 s/it, 1 thread).
 FEWSHOT_CELLS: dict[str, FewShotCell] = {
     "omniglot_5way_1shot": FewShotCell("omniglot", 5, 1, 0.4, 1, 32, 1, "vmap", (98.7, 0.4), 1),
     "omniglot_5way_5shot": FewShotCell("omniglot", 5, 5, 0.4, 1, 32, 5, "loop", (99.9, 0.1), 1),
-    "omniglot_20way_1shot": FewShotCell("omniglot", 20, 1, 0.1, 5, 16, 1, "vmap", (95.8, 0.3), 5),
+    "omniglot_20way_1shot": FewShotCell("omniglot", 20, 1, 0.1, 5, 16, 1, "loop", (95.8, 0.3), 5),
     "omniglot_20way_5shot": FewShotCell("omniglot", 20, 5, 0.1, 5, 16, 5, "loop", (98.9, 0.2), 5),
     "miniimagenet_5way_1shot": FewShotCell("miniimagenet", 5, 1, 0.01, 5, 4, 15, "loop", (48.70, 1.84), 10,
                                            clip_grad_value=10.0),
@@ -225,11 +225,18 @@ def fewshot_images(dataset: str, split: str) -> torch.Tensor:
     raise ValueError(f"unknown data set {dataset!r}; known: {sorted(DATA_ENV_VARS)}")
 
 
-def fewshot_model(cell: FewShotCell) -> nn.Module:
-    """The paper's conv net for the cell's data set: 64 filters with stride 2 (Omniglot), 32 with max-pool (Mini)."""
+def fewshot_model(cell: FewShotCell, first_order: bool | None = None) -> ConvNet:
+    """The paper's conv net for the cell's data set: 64 filters with stride 2 (Omniglot), 32 with max-pool (Mini).
+
+    Its activations are channels-last only when it will be trained first order (`first_order`, default the
+    cell's): measured per cell, second-order meta-gradients run as fast or faster in NCHW (ConvNet.channels_last).
+    """
     if cell.dataset == "omniglot":
-        return ConvNet(cell.n_way)
-    return ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
+        model = ConvNet(cell.n_way)
+    else:
+        model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
+    model.channels_last = cell.first_order if first_order is None else first_order
+    return model
 
 
 def _fewshot(name: str) -> Experiment:

@@ -101,12 +101,14 @@ class ConvNet(nn.Module):
         self._config = {"name": "ConvNet", "n_way": n_way, "in_channels": in_channels, "hidden": hidden,
                         "image_size": image_size, "downsample": downsample}
 
-    channels_last = True  # on the CPU, outside vmap; benchmarks set it False on an instance to time NCHW
+    # Channels-last activations on the CPU, outside vmap (which cannot carry a memory format): oneDNN's convolutions,
+    # batch norm and pooling then run a MiniImagenet first-order meta-iteration 1.6x faster, and evaluation too. Second
+    # order is the exception: batch norm's double backward is 1.5x slower channels-last at 25 support images, so
+    # helpers.experiments.fewshot_model turns this off for second-order training (benchmarks/README.md).
+    channels_last = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, H, W) -> (batch, n_way) logits
         if self.channels_last and x.device.type == "cpu" and not inside_vmap():
-            # oneDNN's convolutions, batch norm and pooling run 1.4-1.7x faster on channels-last tensors
-            # (benchmarks/README.md); vmap cannot carry a memory format, so batched tasks stay NCHW
             x = x.contiguous(memory_format=torch.channels_last)
         return self.classifier(self.features(x))
 

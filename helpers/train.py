@@ -217,7 +217,7 @@ def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator: tor
 
 
 # How the work is scheduled, not what is computed (vmap and loop give the same gradients: tests check it)
-_MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile", "log_every", "task_batching"}
+MAY_DIFFER_ON_RESUME = {"n_iterations", "checkpoint_every", "compile", "log_every", "task_batching"}
 
 
 def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -> None:
@@ -227,7 +227,7 @@ def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -
     # a setting added after the checkpoint was made counts as the same when it has its default value
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     differ = {k: (saved.train_config.get(k), v) for k, v in hyper.items()
-              if k not in _MAY_DIFFER_ON_RESUME and saved.train_config.get(k, defaults.get(k)) != v}
+              if k not in MAY_DIFFER_ON_RESUME and saved.train_config.get(k, defaults.get(k)) != v}
     if differ:
         detail = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in differ.items())
         raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({detail}); "

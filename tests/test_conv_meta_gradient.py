@@ -130,3 +130,13 @@ def test_channels_last_runs_outside_vmap_only():
                                                                      for t in random_episodes(channels=1).tensors)),
                   InnerLoop(0.4, 1, loss_fn=F.cross_entropy), task_batching="loop")
     assert seen and all(seen)
+
+
+def test_cells_train_channels_last_only_in_first_order():
+    """Second-order meta-gradients run as fast or faster in NCHW (benchmarks/README.md), first order channels-last."""
+    from helpers.experiments import FEWSHOT_CELLS, fewshot_model
+
+    for cell in FEWSHOT_CELLS.values():
+        assert fewshot_model(cell).channels_last == cell.first_order
+        assert fewshot_model(cell, first_order=True).channels_last
+    assert ConvNet(5).channels_last  # models rebuilt from checkpoints evaluate channels-last

@@ -6,6 +6,7 @@ from helpers.evaluate import (PAPER_TABLE2_MAML_K5, PAPER_TABLE2_PRETRAINED_K5, 
                               evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr)
 from helpers.experiments import EXPERIMENTS, get_experiment
 from helpers.metrics import PRETRAINED_LR_CANDIDATES
+from helpers.train import MAY_DIFFER_ON_RESUME
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,9 @@ def test_half_range_maml_extrapolates_better_than_pretrained(sinusoid_maml, base
 
 @pytest.mark.parametrize("name", sorted(name for name in EXPERIMENTS if get_experiment(name).checkpoint_path.exists()))
 def test_shipped_checkpoints_record_the_objective_config_of_today(name):
-    """A resume refuses settings that differ from the checkpoint's, so the recorded keys and values must not drift."""
+    """A resume refuses settings that differ from the checkpoint's, so the recorded keys and values must not drift
+    (bar how the work is scheduled, e.g. vmap or loop, which gives the same gradients)."""
     experiment = get_experiment(name)
     recorded = load_checkpoint(experiment.checkpoint_path).train_config
-    assert {key: recorded.get(key, "missing") for key in experiment.objective_config} == experiment.objective_config
+    today = {key: value for key, value in experiment.objective_config.items() if key not in MAY_DIFFER_ON_RESUME}
+    assert {key: recorded.get(key, "missing") for key in today} == today
