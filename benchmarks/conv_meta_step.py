@@ -178,14 +178,15 @@ def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
 
 
 def conv_gflops(cell: str, device: str, repeats: int = 5) -> float:
-    """Forward throughput of the cell's costliest convolution (its second layer) at the query batch, channels-last."""
+    """Forward throughput of the cell's costliest convolution (its second layer) at the query batch, in the memory
+    format its net evaluates in."""
     c = FEWSHOT_CELLS[cell]
-    model = fewshot_model(c).to(device)
+    model = fewshot_model(c, first_order=True).to(device)
     conv = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1]
     size = 14 if c.dataset == "omniglot" else 42
     batch = c.n_way * max(c.n_query, 5)
     x = torch.randn(batch, conv.in_channels, size, size, device=device)
-    if device == "cpu":
+    if device == "cpu" and model.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with FlopCounterMode(display=False) as counter:
         F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)

@@ -75,7 +75,7 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
     settings = replace(objective.settings, **{k: v for k, v in overrides.items() if v is not None})
     objective = maml_objective(model, settings, loss_fn=objective.inner.loss_fn)
     if cell is not None:  # the memory format this order trains in (helpers.experiments.fewshot_model)
-        model.channels_last = settings.first_order
+        model.channels_last = model.channels_last and settings.first_order
     n_tasks = meta_batch_size or settings.meta_batch_size  # fewer tasks: a looped meta-batch costs per task
     generator = torch.Generator().manual_seed(seed)
     if cell is None:

@@ -98,14 +98,14 @@ class ConvNet(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+        # Channels-last activations on the CPU, outside vmap (which cannot carry a memory format). Measured
+        # (benchmarks/README.md): the MiniImagenet net's first-order meta-iterations and evaluation run 1.6-2x faster
+        # in it; Omniglot's 28x28 grey images gain nothing (evaluation within 10%, training 0-6% slower), so stay NCHW;
+        # and batch norm's double backward is 1.5x slower channels-last (Mini 5-shot), so experiments.fewshot_model
+        # turns it off for second-order training. Not part of config(): it changes speed, not the function.
+        self.channels_last = downsample == "maxpool"
         self._config = {"name": "ConvNet", "n_way": n_way, "in_channels": in_channels, "hidden": hidden,
                         "image_size": image_size, "downsample": downsample}
-
-    # Channels-last activations on the CPU, outside vmap (which cannot carry a memory format): oneDNN's convolutions,
-    # batch norm and pooling then run a MiniImagenet first-order meta-iteration 1.6x faster, and evaluation too. Second
-    # order is the exception: batch norm's double backward is 1.5x slower channels-last at 25 support images, so
-    # helpers.experiments.fewshot_model turns this off for second-order training (benchmarks/README.md).
-    channels_last = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, H, W) -> (batch, n_way) logits
         if self.channels_last and x.device.type == "cpu" and not inside_vmap():
