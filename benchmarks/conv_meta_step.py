@@ -56,10 +56,13 @@ def setup(cell: str, device: str, n_query: int | None, first_order: bool):
 
 
 def objective_step(cell: str, first_order: bool, device: str, n_query: int | None, task_batching: str | None = None,
-                   baseline: bool = False, flops: list[int] | None = None) -> Step:
-    """As helpers.train steps: the objective's own gradient, then Adam. `baseline`: the paper's net as written."""
+                   baseline: bool = False, flops: list[int] | None = None, channels_last: bool | None = None) -> Step:
+    """As helpers.train steps: the objective's own gradient, then Adam. `baseline`: the paper's net as written;
+    `channels_last` overrides the memory format training would choose."""
     c = FEWSHOT_CELLS[cell]
     model, optimizer, tasks = setup(cell, device, n_query, first_order)
+    if channels_last is not None:
+        model.channels_last = channels_last
     run_model = as_the_paper_writes_it(model) if baseline else model  # same parameters, other code path
     settings = MAMLSettings(c.inner_lr, c.n_inner_steps, c.meta_batch_size, c.k_shot, n_query or c.n_query,
                             first_order, task_batching or c.task_batching)
@@ -154,6 +157,10 @@ VARIANTS: dict[str, Callable[..., Step]] = {
         cell, first_order, device, n_query, "loop", flops=flops),
     "helpers (vmap)": lambda cell, first_order, device, n_query, flops=None: objective_step(
         cell, first_order, device, n_query, "vmap"),
+    "loop, channels-last": lambda cell, first_order, device, n_query, flops=None: objective_step(
+        cell, first_order, device, n_query, "loop", channels_last=True),
+    "loop, NCHW": lambda cell, first_order, device, n_query, flops=None: objective_step(
+        cell, first_order, device, n_query, "loop", channels_last=False),
     "plain loop": lambda cell, first_order, device, n_query, flops=None: plain_step(cell, first_order, device, n_query),
     "higher": lambda cell, first_order, device, n_query, flops=None: higher_step(cell, first_order, device, n_query),
     "learn2learn": lambda cell, first_order, device, n_query, flops=None: learn2learn_step(
