@@ -60,7 +60,7 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
     `first_order` and `n_inner_steps` override its own settings.
     """
     from .episodes import sample_episodes
-    from .experiments import FEWSHOT_CELLS, fewshot_images, get_experiment, maml_objective
+    from .experiments import FEWSHOT_CELLS, fewshot_images, fewshot_model, get_experiment, maml_objective
     from .tasks import sample_sinusoid_tasks
 
     exp = get_experiment(experiment)
@@ -74,8 +74,8 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
     overrides = {"first_order": first_order, "n_inner_steps": n_inner_steps}
     settings = replace(objective.settings, **{k: v for k, v in overrides.items() if v is not None})
     objective = maml_objective(model, settings, loss_fn=objective.inner.loss_fn)
-    if cell is not None:  # the memory format this order trains in (helpers.experiments.fewshot_model)
-        model.channels_last = model.channels_last and settings.first_order
+    if cell is not None:  # the memory format this order trains in
+        model.channels_last = fewshot_model(cell, settings.first_order).channels_last
     n_tasks = meta_batch_size or settings.meta_batch_size  # fewer tasks: a looped meta-batch costs per task
     generator = torch.Generator().manual_seed(seed)
     if cell is None:
