@@ -147,3 +147,29 @@ def test_only_the_miniimagenet_net_trained_first_order_runs_channels_last():
     # models rebuilt from checkpoints (evaluation, widgets) take their net's default
     assert not ConvNet(5).channels_last
     assert ConvNet(5, in_channels=3, hidden=32, image_size=84, downsample="maxpool").channels_last
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("downsample", ["stride", "maxpool"])
+def test_grouped_convolution_alternative_matches_reference(downsample, first_order):
+    """benchmarks/alternative_paths.py times a path not taken (all tasks as one grouped-convolution net); its
+    measurement means something only if its gradient is MAML's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "alternative_paths.py"
+    spec = importlib.util.spec_from_file_location("alternative_paths", path)
+    alternative_paths = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(alternative_paths)
+    torch.manual_seed(0)
+    size, channels = (28, 1) if downsample == "stride" else (32, 3)
+    model = ConvNet(3, in_channels=channels, hidden=8, image_size=size, downsample=downsample).double()
+    params = dict(model.named_parameters())
+    tasks = random_episodes(n_tasks=3, size=size, channels=channels)
+    inner = InnerLoop(0.4, 2, first_order, loss_fn=F.cross_entropy)
+    ours, loss = alternative_paths.grouped_meta_gradient(model, params, tasks, inner)
+    reference = reference_meta_gradient(as_the_paper_writes_it(model), params, tasks, inner)
+    errors = {name: float((ours[name] - reference[name]).norm() / reference[name].norm().clamp_min(1e-3))
+              for name in params}
+    assert max(errors.values()) < 1e-10, errors
+    assert torch.allclose(loss, meta_loss(model, params, tasks, inner, task_batching="loop"), rtol=1e-12, atol=0)
