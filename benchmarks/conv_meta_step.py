@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from typing import Callable
 
 import torch
@@ -56,7 +57,7 @@ def setup(cell: str, device: str, n_query: int | None, first_order: bool):
 
 
 def objective_step(cell: str, first_order: bool, device: str, n_query: int | None, task_batching: str | None = None,
-                   baseline: bool = False, flops: list[int] | None = None, channels_last: bool | None = None) -> Step:
+                   baseline: bool = False, channels_last: bool | None = None) -> Step:
     """As helpers.train steps: the objective's own gradient, then Adam. `baseline`: the paper's net as written;
     `channels_last` overrides the memory format training would choose."""
     c = FEWSHOT_CELLS[cell]
@@ -70,13 +71,7 @@ def objective_step(cell: str, first_order: bool, device: str, n_query: int | Non
     params = dict(model.named_parameters())
 
     def step() -> None:
-        batch = tasks()
-        if flops is not None and not flops:
-            with FlopCounterMode(display=False) as counter:
-                grads, _ = objective.gradient(params, batch)
-            flops.append(counter.get_total_flops())
-        else:
-            grads, _ = objective.gradient(params, batch)
+        grads, _ = objective.gradient(params, tasks())
         for name, p in params.items():
             p.grad = grads[name]
         optimizer.step()
@@ -150,23 +145,26 @@ def learn2learn_step(cell: str, first_order: bool, device: str, n_query: int | N
     return step
 
 
-VARIANTS: dict[str, Callable[..., Step]] = {
-    BASELINE: lambda cell, first_order, device, n_query, flops=None: objective_step(
-        cell, first_order, device, n_query, baseline=True),
-    "helpers (loop)": lambda cell, first_order, device, n_query, flops=None: objective_step(
-        cell, first_order, device, n_query, "loop", flops=flops),
-    "helpers (vmap)": lambda cell, first_order, device, n_query, flops=None: objective_step(
-        cell, first_order, device, n_query, "vmap"),
-    "loop, channels-last": lambda cell, first_order, device, n_query, flops=None: objective_step(
-        cell, first_order, device, n_query, "loop", channels_last=True),
-    "loop, NCHW": lambda cell, first_order, device, n_query, flops=None: objective_step(
-        cell, first_order, device, n_query, "loop", channels_last=False),
-    "plain loop": lambda cell, first_order, device, n_query, flops=None: plain_step(cell, first_order, device, n_query),
-    "higher": lambda cell, first_order, device, n_query, flops=None: higher_step(cell, first_order, device, n_query),
-    "learn2learn": lambda cell, first_order, device, n_query, flops=None: learn2learn_step(
-        cell, first_order, device, n_query),
+VARIANTS: dict[str, Callable[[str, bool, str, int | None], Step]] = {  # (cell, first_order, device, n_query)
+    BASELINE: partial(objective_step, baseline=True),
+    "helpers (loop)": partial(objective_step, task_batching="loop"),
+    "helpers (vmap)": partial(objective_step, task_batching="vmap"),
+    "loop, channels-last": partial(objective_step, task_batching="loop", channels_last=True),
+    "loop, NCHW": partial(objective_step, task_batching="loop", channels_last=False),
+    "plain loop": plain_step,
+    "higher": higher_step,
+    "learn2learn": learn2learn_step,
 }
 DEFAULT_VARIANTS = (BASELINE, "helpers (loop)", "helpers (vmap)")
+
+
+def gflop_per_iteration(cell: str, first_order: bool, device: str, n_query: int | None) -> float:
+    """Convolutions and matrix products in one meta-iteration, as torch's FlopCounterMode counts them (every variant
+    does the same arithmetic, so one count serves them all)."""
+    step = objective_step(cell, first_order, device, n_query, "loop")
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
 
 
 def matmul_gflops(device: str, size: int = 2048, repeats: int = 5) -> float:
@@ -248,12 +246,12 @@ def main() -> None:
     for cell in args.cells:
         c = FEWSHOT_CELLS[cell]
         for first_order in orders:
-            flops: list[int] = []
+            gflop = gflop_per_iteration(cell, first_order, args.device, args.query)
             steps: dict[str, Step] = {}
             for name in variants:
                 try:
-                    steps[name] = VARIANTS[name](cell, first_order, args.device, args.query, flops=flops)
-                    steps[name]()  # warm-up (the loop's also counts the flops)
+                    steps[name] = VARIANTS[name](cell, first_order, args.device, args.query)
+                    steps[name]()  # warm-up
                 except ImportError as error:
                     print(f"  {name}: skipped ({error}; see benchmarks/README.md)")
             times: dict[str, list[float]] = {name: [] for name in steps}
@@ -267,7 +265,6 @@ def main() -> None:
                     times[name].append((time.perf_counter() - started) / args.iterations)
             peak_now = matmul_gflops(args.device)  # measured again after the cell, beside its iterations
             peak_cell = statistics.median([peak, peak_now])
-            gflop = flops[0] / 1e9 if flops else float("nan")
             base = statistics.median(times[BASELINE])
             order = "first order" if first_order else "second order"
             print(f"\n{cell}, {order} ({c.n_query} query/class unless --query; {gflop:.1f} GFLOP per iteration; "
