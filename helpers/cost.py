@@ -74,8 +74,9 @@ def measure_here(experiment: str, *, meta_batch_size: int | None = None, first_o
     overrides = {"first_order": first_order, "n_inner_steps": n_inner_steps}
     settings = replace(objective.settings, **{k: v for k, v in overrides.items() if v is not None})
     objective = maml_objective(model, settings, loss_fn=objective.inner.loss_fn)
-    if cell is not None:  # the memory format this order trains in
-        model.channels_last = fewshot_model(cell, settings.first_order).channels_last
+    if cell is not None:  # the fast paths this order trains with
+        fast = fewshot_model(cell, settings.first_order)
+        model.channels_last, model.double_backward_formulas = fast.channels_last, fast.double_backward_formulas
     n_tasks = meta_batch_size or settings.meta_batch_size  # fewer tasks: a looped meta-batch costs per task
     generator = torch.Generator().manual_seed(seed)
     if cell is None:

@@ -228,14 +228,17 @@ def fewshot_images(dataset: str, split: str) -> torch.Tensor:
 def fewshot_model(cell: FewShotCell, first_order: bool | None = None) -> ConvNet:
     """The paper's conv net for the cell's data set: 64 filters with stride 2 (Omniglot), 32 with max-pool (Mini).
 
-    Its activations are channels-last only where that was measured faster (ConvNet.channels_last): the
-    MiniImagenet net trained first order (`first_order`, default the cell's); second order runs faster in NCHW.
+    With the fast paths that were measured faster for this net and order (`first_order`, default the cell's;
+    benchmarks/README.md). MiniImagenet: channels-last activations (ConvNet.channels_last) first order and for
+    1-shot second order; second order, batch norm's double backward by formulas
+    (ConvNet.double_backward_formulas). Omniglot's 28x28 grey images gain from neither.
     """
     if cell.dataset == "omniglot":
-        model = ConvNet(cell.n_way)
-    else:
-        model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
-    model.channels_last = model.channels_last and (cell.first_order if first_order is None else first_order)
+        return ConvNet(cell.n_way)
+    model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
+    second_order = not (cell.first_order if first_order is None else first_order)
+    model.double_backward_formulas = second_order
+    model.channels_last = not second_order or cell.k_shot == 1
     return model
 
 

@@ -10,6 +10,8 @@ from torch import nn
 from torch._C._functorch import TransformType
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
+from .batch_norm import batch_norm
+
 
 class SinusoidMLP(nn.Module):
     """The paper's regressor: 1-40-40-1 with ReLU.
@@ -48,9 +50,14 @@ class BatchStatsNorm2d(nn.Module):
     (benchmarks/README.md). Under torch.func.vmap it is written in plain tensor
     ops, because vmap gets the kernel's second derivatives wrong
     (tests/test_conv_meta_gradient.py checks both paths against a plain loop).
+    With `double_backward_formulas` the kernel's derivative of its own backward
+    (second order) is helpers.batch_norm's closed form instead of torch's
+    thirty-odd small ops: faster where tensors are large, slower where the
+    Python of an autograd Function outweighs that (ConvNet.double_backward_formulas).
     """
 
     fused_outside_vmap = True  # benchmarks set it False on an instance to time the plain-ops path everywhere
+    double_backward_formulas = False
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -60,6 +67,8 @@ class BatchStatsNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, H, W)
         if self.fused_outside_vmap and not inside_vmap():
+            if self.double_backward_formulas:
+                return batch_norm(x, self.weight, self.bias, self.eps)
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
         var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
@@ -101,8 +110,8 @@ class ConvNet(nn.Module):
         # Channels-last activations on the CPU, outside vmap (which cannot carry a memory format). Measured
         # (benchmarks/README.md): the MiniImagenet net's first-order meta-iterations and evaluation run 1.6-2x faster
         # in it; Omniglot's 28x28 grey images gain nothing (evaluation within 10%, training 0-6% slower), so stay NCHW;
-        # and batch norm's double backward is 1.5x slower channels-last (Mini 5-shot), so experiments.fewshot_model
-        # turns it off for second-order training. Not part of config(): it changes speed, not the function.
+        # and with torch's batch-norm double backward, second order is 1.5x slower channels-last (Mini 5-shot):
+        # experiments.fewshot_model chooses per net and order. Not part of config(): it changes speed, not the function.
         self.channels_last = downsample == "maxpool"
         self._config = {"name": "ConvNet", "n_way": n_way, "in_channels": in_channels, "hidden": hidden,
                         "image_size": image_size, "downsample": downsample}
@@ -111,6 +120,19 @@ class ConvNet(nn.Module):
         if self.channels_last and x.device.type == "cpu" and not inside_vmap():
             x = x.contiguous(memory_format=torch.channels_last)
         return self.classifier(self.features(x))
+
+    @property
+    def double_backward_formulas(self) -> bool:
+        """Whether batch norm differentiates its backward by helpers.batch_norm's formulas (every layer alike).
+
+        Not part of config(): it changes speed, not the function (experiments.fewshot_model sets it)."""
+        return all(m.double_backward_formulas for m in self.modules() if isinstance(m, BatchStatsNorm2d))
+
+    @double_backward_formulas.setter
+    def double_backward_formulas(self, on: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, BatchStatsNorm2d):
+                module.double_backward_formulas = on
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)

@@ -26,11 +26,14 @@ def with_builtin_batch_norm(model):
 
 
 def relative_errors(task_batching, first_order, n_inner_steps, builtin_batch_norm=False, via="meta_loss",
-                    downsample="stride"):
+                    downsample="stride", double_backward_formulas=False, channels_last=None):
     """Omniglot's net (stride 2, grey 28x28) or MiniImagenet's (max-pool, colour; 32x32 keeps it quick)."""
     torch.manual_seed(0)
     size, channels = (28, 1) if downsample == "stride" else (32, 3)
     model = ConvNet(3, in_channels=channels, hidden=8, image_size=size, downsample=downsample)
+    model.double_backward_formulas = double_backward_formulas
+    if channels_last is not None:
+        model.channels_last = channels_last
     model = (with_builtin_batch_norm(model) if builtin_batch_norm else model).double()
     params = dict(model.named_parameters())
     tasks = random_episodes(size=size, channels=channels)
@@ -62,6 +65,16 @@ def test_conv_meta_gradient_matches_reference(task_batching, first_order, n_inne
 @pytest.mark.parametrize("n_inner_steps", [1, 3])
 def test_maxpool_conv_meta_gradient_matches_reference(task_batching, first_order, n_inner_steps):
     errors = relative_errors(task_batching, first_order, n_inner_steps, via="meta_gradient", downsample="maxpool")
+    assert max(errors.values()) < 1e-10, errors
+
+
+@pytest.mark.parametrize("downsample, channels_last", [("stride", False), ("maxpool", False), ("maxpool", True)])
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("n_inner_steps", [1, 3])
+def test_batch_norm_formulas_meta_gradient_matches_reference(downsample, channels_last, first_order, n_inner_steps):
+    """Batch norm differentiated by helpers.batch_norm's formulas, in each memory format a net trains in."""
+    errors = relative_errors("loop", first_order, n_inner_steps, via="meta_gradient", downsample=downsample,
+                             double_backward_formulas=True, channels_last=channels_last)
     assert max(errors.values()) < 1e-10, errors
 
 
@@ -98,14 +111,18 @@ def test_batch_norm_takes_the_fused_kernel_outside_vmap_and_plain_ops_inside(mon
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-@pytest.mark.parametrize("downsample, inner_lr, steps", [("stride", 0.4, 1), ("stride", 0.1, 5), ("maxpool", 0.01, 5)])
-def test_float32_fast_path_matches_float64_reference(downsample, inner_lr, steps, first_order):
-    """What training runs (float32: oneDNN's channels-last kernels, fused batch norm, pool before ReLU) against
-    the paper's net in float64 through the plain loop, at the paper's α and steps for each net (Omniglot 1 and 5
-    steps, MiniImagenet 5); float64 takes other kernels, so this is their check."""
+@pytest.mark.parametrize("downsample, inner_lr, steps, formulas", [("stride", 0.4, 1, False), ("stride", 0.1, 5, False),
+                                                                  ("maxpool", 0.01, 5, False),
+                                                                  ("maxpool", 0.01, 5, True)])
+def test_float32_fast_path_matches_float64_reference(downsample, inner_lr, steps, formulas, first_order):
+    """What training runs (float32: oneDNN's channels-last kernels, fused batch norm, pool before ReLU, with or
+    without the batch-norm formulas) against the paper's net in float64 through the plain loop, at the paper's α
+    and steps for each net (Omniglot 1 and 5 steps, MiniImagenet 5); float64 takes other kernels, so this is
+    their check."""
     torch.manual_seed(0)
     size, channels = (28, 1) if downsample == "stride" else (32, 3)
     model = ConvNet(3, in_channels=channels, hidden=16, image_size=size, downsample=downsample)
+    model.double_backward_formulas = formulas
     params = dict(model.named_parameters())
     tasks = random_episodes(size=size, channels=channels)
     inner = InnerLoop(inner_lr, steps, first_order, loss_fn=F.cross_entropy)
@@ -135,18 +152,22 @@ def test_channels_last_runs_outside_vmap_only():
     assert seen and all(seen)
 
 
-def test_only_the_miniimagenet_net_trained_first_order_runs_channels_last():
-    """Where it was measured faster (benchmarks/README.md): Mini first order and evaluation, not second order,
-    not Omniglot."""
+def test_fast_paths_are_chosen_per_net_and_order():
+    """Where each was measured faster (benchmarks/README.md): channels-last for the Mini net first order, in
+    evaluation and 1-shot second order; batch-norm formulas for the Mini net second order; neither for Omniglot."""
     from helpers.experiments import FEWSHOT_CELLS, fewshot_model
 
     for cell in FEWSHOT_CELLS.values():
         mini = cell.dataset == "miniimagenet"
-        assert fewshot_model(cell).channels_last == (mini and cell.first_order)
+        second_order = not cell.first_order
+        assert fewshot_model(cell).channels_last == (mini and (cell.first_order or cell.k_shot == 1))
+        assert fewshot_model(cell).double_backward_formulas == (mini and second_order)
         assert fewshot_model(cell, first_order=True).channels_last == mini
+        assert not fewshot_model(cell, first_order=True).double_backward_formulas
     # models rebuilt from checkpoints (evaluation, widgets) take their net's default
     assert not ConvNet(5).channels_last
     assert ConvNet(5, in_channels=3, hidden=32, image_size=84, downsample="maxpool").channels_last
+    assert not ConvNet(5).double_backward_formulas
 
 
 @pytest.mark.parametrize("first_order", [False, True])
