@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from functools import partial
+from unittest import mock
 from typing import Callable
 
 import torch
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+import helpers.maml
 from helpers.cost import peak_mib_added
 from helpers.episodes import sample_episodes
 from helpers.experiments import FEWSHOT_CELLS, MAMLSettings, fewshot_images, fewshot_model, maml_objective
@@ -57,13 +59,15 @@ def setup(cell: str, device: str, n_query: int | None, first_order: bool):
 
 
 def objective_step(cell: str, first_order: bool, device: str, n_query: int | None, task_batching: str | None = None,
-                   baseline: bool = False, channels_last: bool | None = None) -> Step:
+                   baseline: bool = False, channels_last: bool | None = None, formulas: bool | None = None) -> Step:
     """As helpers.train steps: the objective's own gradient, then Adam. `baseline`: the paper's net as written;
-    `channels_last` overrides the memory format training would choose."""
+    `channels_last` and `formulas` (batch norm's double backward) override what training would choose."""
     c = FEWSHOT_CELLS[cell]
     model, optimizer, tasks = setup(cell, device, n_query, first_order)
     if channels_last is not None:
         model.channels_last = channels_last
+    if formulas is not None:
+        model.double_backward_formulas = formulas
     run_model = as_the_paper_writes_it(model) if baseline else model  # same parameters, other code path
     settings = MAMLSettings(c.inner_lr, c.n_inner_steps, c.meta_batch_size, c.k_shot, n_query or c.n_query,
                             first_order, task_batching or c.task_batching)
@@ -76,6 +80,23 @@ def objective_step(cell: str, first_order: bool, device: str, n_query: int | Non
             p.grad = grads[name]
         optimizer.step()
     return step
+
+
+def functorch_inner_gradient(support_loss, moving, fixed, first_order):
+    """The inner gradient as it was taken everywhere before helpers.maml.inner_gradient: torch.func.grad, then
+    detached for first order."""
+    grads = torch.func.grad(support_loss)(moving, fixed)
+    return {name: g.detach() for name, g in grads.items()} if first_order else grads
+
+
+def functorch_inner_step(cell: str, first_order: bool, device: str, n_query: int | None) -> Step:
+    """The training path with torch.func.grad for the inner gradient outside vmap too."""
+    step = objective_step(cell, first_order, device, n_query, "loop")
+
+    def patched() -> None:
+        with mock.patch.object(helpers.maml, "inner_gradient", functorch_inner_gradient):
+            step()
+    return patched
 
 
 def plain_step(cell: str, first_order: bool, device: str, n_query: int | None) -> Step:
@@ -151,6 +172,11 @@ VARIANTS: dict[str, Callable[[str, bool, str, int | None], Step]] = {  # (cell, 
     "helpers (vmap)": partial(objective_step, task_batching="vmap"),
     "loop, channels-last": partial(objective_step, task_batching="loop", channels_last=True),
     "loop, NCHW": partial(objective_step, task_batching="loop", channels_last=False),
+    "loop, channels-last, torch's double backward": partial(objective_step, task_batching="loop", channels_last=True,
+                                                            formulas=False),
+    "loop, NCHW, torch's double backward": partial(objective_step, task_batching="loop", channels_last=False,
+                                                   formulas=False),
+    "loop, torch.func.grad inner gradient": functorch_inner_step,
     "plain loop": plain_step,
     "higher": higher_step,
     "learn2learn": learn2learn_step,
@@ -270,12 +296,12 @@ def main() -> None:
             print(f"\n{cell}, {order} ({c.n_query} query/class unless --query; {gflop:.1f} GFLOP per iteration; "
                   f"matmul now {peak_now:.0f} GFLOPS, its conv {conv_gflops(cell, args.device):.0f} GFLOPS; "
                   f"training uses {c.task_batching})")
-            print(f"  {'variant':22s} {'s/it':>8s} {'speed-up':>9s} {'GFLOPS':>7s} {'% peak':>7s} {'+peak MiB':>10s}")
+            print(f"  {'variant':46s} {'s/it':>8s} {'speed-up':>9s} {'GFLOPS':>7s} {'% peak':>7s} {'+peak MiB':>10s}")
             for name, values in sorted(times.items(), key=lambda kv: statistics.median(kv[1])):
                 seconds = statistics.median(values)
                 memory = float("nan") if args.no_memory else peak_memory_mib(name, cell, first_order, args.device,
                                                                              args.query)
-                print(f"  {name:22s} {seconds:8.3f} {base / seconds:9.2f} {gflop / seconds:7.1f} "
+                print(f"  {name:46s} {seconds:8.3f} {base / seconds:9.2f} {gflop / seconds:7.1f} "
                       f"{100 * gflop / seconds / peak_cell:7.1f} {memory:10.0f}", flush=True)
 
 

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
 from .batches import TaskBatch
 from .checks import check_int_at_least, check_positive
 
@@ -74,14 +76,37 @@ def step_rate(rates: Params | None, name: str, step: int, lr: float) -> Tensor |
     return rate[min(step, rate.shape[0] - 1)]
 
 
+def inner_gradient(support_loss: Callable[[Params, Params], Tensor], moving: Params, fixed: Params,
+                   first_order: bool) -> Params:
+    """∇ of ``support_loss(moving, fixed)`` with respect to `moving`, differentiable (unless `first_order`) with
+    respect to whatever `moving` and `fixed` depend on.
+
+    Under a torch.func transform (vmap over tasks) this is ``torch.func.grad``, which composes with it. Outside
+    any, it is ``torch.autograd.grad(create_graph=not first_order)``: the same numbers (float64 tests) without
+    functorch's wrapper around every tensor, and first order then records no graph of the inner backward
+    only to detach it (benchmarks/README.md).
+    """
+    if retrieve_all_functorch_interpreters():
+        grads = grad(support_loss)(moving, fixed)
+        return {name: g.detach() for name, g in grads.items()} if first_order else grads
+    with torch.enable_grad():
+        leaves = {name: p if p.requires_grad else p.detach().requires_grad_() for name, p in moving.items()}
+        loss = support_loss(leaves, fixed)
+        outer = any(p.requires_grad for p in (*moving.values(), *fixed.values()))
+        grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=outer and not first_order,
+                                    materialize_grads=True)
+    return dict(zip(leaves, grads))
+
+
 def adaptation_steps(model: nn.Module, params: Params, x_support: Tensor, y_support: Tensor, inner: InnerLoop,
                      rates: Params | None = None) -> Iterator[Params]:
     """Yield θ, then θ after each of `inner.steps` gradient steps on one task's support set.
 
-    The gradient comes from ``torch.func.grad``, so the same code runs on one task,
+    The gradient comes from ``inner_gradient``, so the same code runs on one task,
     inside ``vmap`` over tasks, and under an outer ``backward()``, which then
-    differentiates through the steps (second order). ``first_order`` detaches
-    the inner gradients: the Hessian-vector terms vanish (first-order MAML).
+    differentiates through the steps (second order). ``first_order`` keeps the
+    inner gradients out of that graph: the Hessian-vector terms vanish
+    (first-order MAML).
     Parameters outside ``inner.adapted`` stay fixed; ``rates`` (see ``step_rate``)
     replace the fixed ``inner.lr`` with learned ones.
     """
@@ -92,13 +117,11 @@ def adaptation_steps(model: nn.Module, params: Params, x_support: Tensor, y_supp
     def support_loss(moving: Params, fixed: Params) -> Tensor:
         return task_loss(model, {**fixed, **moving}, x_support, y_support, loss_fn=inner.loss_fn)
 
-    support_grad = grad(support_loss)
     yield params
     for step in range(inner.steps):
         moving = {name: params[name] for name in adapted}
-        grads = support_grad(moving, {name: p for name, p in params.items() if name not in moving})
-        if inner.first_order:
-            grads = {name: g.detach() for name, g in grads.items()}
+        grads = inner_gradient(support_loss, moving, {name: p for name, p in params.items() if name not in moving},
+                               inner.first_order)
         params = {name: p - step_rate(rates, name, step, inner.lr) * grads[name] if name in moving else p
                   for name, p in params.items()}
         yield params

@@ -69,3 +69,57 @@ def test_zero_inner_steps_is_plain_query_loss():
     tasks = sample_sinusoid_tasks(3, 5, generator=torch.Generator().manual_seed(2))
     loss = meta_loss(model, params, tasks, InnerLoop(0.01, 0))
     assert torch.allclose(loss, F.mse_loss(model(tasks.x_query), tasks.y_query))
+
+
+def _support_loss_and_params():
+    torch.manual_seed(0)
+    model = SinusoidMLP().double()
+    params = dict(model.named_parameters())
+    tasks = sample_sinusoid_tasks(1, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def support_loss(moving, fixed):
+        return F.mse_loss(functional_call(model, {**fixed, **moving}, (tasks.x_support[0],)), tasks.y_support[0])
+    return support_loss, params
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_inner_gradient_is_the_same_inside_and_outside_torch_func(first_order):
+    """Outside any torch.func transform inner_gradient takes torch.autograd.grad, inside torch.func.grad: same
+    gradient, and (second order) the same derivative of it, taken through the fixed parameters too."""
+    from helpers.maml import inner_gradient
+
+    support_loss, params = _support_loss_and_params()
+    moving = {k: v for k, v in params.items() if k.startswith("net.4")}  # the head moves, the body is fixed
+    fixed = {k: v for k, v in params.items() if k not in moving}
+
+    def outer_loss(moving, fixed):
+        grads = inner_gradient(support_loss, moving, fixed, first_order)
+        return sum((g ** 2).sum() for g in grads.values()), grads
+
+    top = outer_loss(moving, fixed)
+    top_second = torch.autograd.grad(top[0], list(params.values()), allow_unused=True) if not first_order else None
+    # the same through torch.func: grad of the outer loss (a transform is active, so the torch.func branch runs)
+    nested = torch.func.grad(lambda m, f: outer_loss(m, f)[0], argnums=(0, 1))(moving, fixed)
+    inside = torch.func.vmap(lambda _: outer_loss(moving, fixed)[1])(torch.zeros(1))  # a batch of one
+    for name in moving:
+        assert torch.allclose(top[1][name], inside[name][0], rtol=1e-12, atol=1e-14)
+    assert top[1][next(iter(moving))].requires_grad != first_order
+    if not first_order:
+        expected = {**nested[0], **nested[1]}
+        for name, g in zip(params, top_second):
+            assert torch.allclose(g, expected[name], rtol=1e-10, atol=1e-14), name
+
+
+def test_inner_gradient_without_an_outer_graph():
+    """Evaluation adapts under no_grad from parameters that need no gradient: the gradient is still taken, and
+    no graph is kept."""
+    from helpers.maml import inner_gradient
+
+    support_loss, params = _support_loss_and_params()
+    detached = {k: v.detach() for k, v in params.items()}
+    with torch.no_grad():
+        grads = inner_gradient(support_loss, detached, {}, first_order=False)
+    reference = torch.autograd.grad(support_loss(params, {}), list(params.values()))
+    for (name, g), r in zip(grads.items(), reference):
+        assert not g.requires_grad
+        assert torch.allclose(g, r, rtol=1e-12, atol=0), name
