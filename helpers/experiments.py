@@ -228,15 +228,20 @@ def fewshot_images(dataset: str, split: str) -> torch.Tensor:
 def fewshot_model(cell: FewShotCell, first_order: bool | None = None) -> ConvNet:
     """The paper's conv net for the cell's data set: 64 filters with stride 2 (Omniglot), 32 with max-pool (Mini).
 
-    With the fast paths that were measured faster for this net and order (`first_order`, default the cell's;
-    benchmarks/README.md). MiniImagenet: channels-last activations (ConvNet.channels_last) first order and for
-    1-shot second order; second order, batch norm's double backward by formulas
-    (ConvNet.double_backward_formulas). Omniglot's 28x28 grey images gain from neither.
+    With the fast paths measured faster for this cell and order (`first_order`, default the cell's; all give the
+    same gradients, tests/test_conv_meta_gradient.py). Second order, 1 thread (benchmarks/README.md), batch
+    norm's double backward by formulas (ConvNet.double_backward_formulas) pays where the support set's
+    activations are large: MiniImagenet 1.3-1.4x, Omniglot 20-way 5-shot (100 images) 1.12x; it cost 0.90x on
+    Omniglot 5-way 5-shot and was within noise on 20-way 1-shot. Channels-last activations
+    (ConvNet.channels_last) pay for the MiniImagenet net first order, in evaluation and for 1-shot second order
+    (1.3x), not for 5-shot second order (0.83x) nor for Omniglot's 28x28 grey images.
     """
-    if cell.dataset == "omniglot":
-        return ConvNet(cell.n_way)
-    model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
     second_order = not (cell.first_order if first_order is None else first_order)
+    if cell.dataset == "omniglot":
+        model = ConvNet(cell.n_way)
+        model.double_backward_formulas = second_order and cell.n_way * cell.k_shot >= 100
+        return model
+    model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
     model.double_backward_formulas = second_order
     model.channels_last = not second_order or cell.k_shot == 1
     return model
