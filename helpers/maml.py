@@ -89,10 +89,11 @@ def inner_gradient(support_loss: Callable[[Params, Params], Tensor], moving: Par
     if retrieve_all_functorch_interpreters():
         grads = grad(support_loss)(moving, fixed)
         return {name: g.detach() for name, g in grads.items()} if first_order else grads
+    # a graph for the outer gradient only if one is being recorded (evaluation runs under no_grad)
+    outer = torch.is_grad_enabled() and any(p.requires_grad for p in (*moving.values(), *fixed.values()))
     with torch.enable_grad():
         leaves = {name: p if p.requires_grad else p.detach().requires_grad_() for name, p in moving.items()}
         loss = support_loss(leaves, fixed)
-        outer = any(p.requires_grad for p in (*moving.values(), *fixed.values()))
         grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=outer and not first_order,
                                     materialize_grads=True)
     return dict(zip(leaves, grads))

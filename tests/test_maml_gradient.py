@@ -119,7 +119,10 @@ def test_inner_gradient_without_an_outer_graph():
     detached = {k: v.detach() for k, v in params.items()}
     with torch.no_grad():
         grads = inner_gradient(support_loss, detached, {}, first_order=False)
+    with torch.no_grad():  # parameters that do need a gradient, but no graph is being recorded
+        still_no_graph = inner_gradient(support_loss, params, {}, first_order=False)
     reference = torch.autograd.grad(support_loss(params, {}), list(params.values()))
-    for (name, g), r in zip(grads.items(), reference):
-        assert not g.requires_grad
+    for (name, g), h, r in zip(grads.items(), still_no_graph.values(), reference):
+        assert not g.requires_grad and not h.requires_grad
         assert torch.allclose(g, r, rtol=1e-12, atol=0), name
+        assert torch.allclose(h, r, rtol=1e-12, atol=0), name
