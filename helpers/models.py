@@ -52,8 +52,9 @@ class BatchStatsNorm2d(nn.Module):
     (tests/test_conv_meta_gradient.py checks both paths against a plain loop).
     With `double_backward_formulas` the kernel's derivative of its own backward
     (second order) is helpers.batch_norm's closed form instead of torch's
-    thirty-odd small ops: faster where tensors are large, slower where the
-    Python of an autograd Function outweighs that (ConvNet.double_backward_formulas).
+    thirty-odd small ops: on the CPU faster where tensors are large, slower
+    where the Python of an autograd Function outweighs that
+    (ConvNet.double_backward_formulas); not measured on a GPU, so not used there.
     """
 
     fused_outside_vmap = True  # benchmarks set it False on an instance to time the plain-ops path everywhere
@@ -67,7 +68,7 @@ class BatchStatsNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, H, W)
         if self.fused_outside_vmap and not inside_vmap():
-            if self.double_backward_formulas:
+            if self.double_backward_formulas and x.device.type == "cpu":  # measured on the CPU only
                 return batch_norm(x, self.weight, self.bias, self.eps)
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
