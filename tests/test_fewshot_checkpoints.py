@@ -55,7 +55,11 @@ def test_every_shipped_cell_has_its_settings_and_scores(name):
     for key in ("test_accuracy", "test_accuracy_15query"):
         for steps in (0, cell.n_inner_steps, cell.test_steps, 10):
             result = checkpoint.metrics[f"{key}_step{steps}"]
-            assert 0 <= result["mean"] <= 100 and result["ci95"] > 0
+            assert 0 <= result["mean"] <= 100 and result["ci95"] >= 0
+            # an unadapted net that gives every image the same class scores exactly 1/N on every task (labels
+            # are drawn afresh per task): the one case where 600 tasks can agree to the last digit
+            exactly_chance = steps == 0 and abs(result["mean"] - 100 / cell.n_way) < 1e-9
+            assert result["ci95"] > 0 or exactly_chance, (key, steps, result)
     assert checkpoint.metrics["test_tasks"] >= 100 and checkpoint.metrics["query_per_class"] == cell.k_shot
     learned = checkpoint.metrics[f"test_accuracy_step{cell.test_steps}"]["mean"]
     assert learned > 100 / cell.n_way + 10, learned  # well above chance on classes never trained on
