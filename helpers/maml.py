@@ -19,9 +19,8 @@ from typing import Callable, Iterator, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
-
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+from torch.func import functional_call, grad, vmap
 
 from .batches import TaskBatch
 from .checks import check_int_at_least, check_positive
