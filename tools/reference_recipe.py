@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from helpers.evaluate import VALIDATION_SEED, evaluate_fewshot
 from helpers.experiments import FEWSHOT_CELLS, FewShotCell, fewshot_images, get_experiment
-from helpers.maml import InnerLoop, LossFn, Params, TaskBatching, meta_gradient, meta_loss
+from helpers.maml import LossFn
 from helpers.models import BatchStatsNorm2d, ConvNet
 from helpers.train import train
 
@@ -65,19 +65,6 @@ def reference_net(model: ConvNet, cell: FewShotCell) -> frozenset[str]:
     return frozenset(name for name, _ in model.named_parameters() if name not in shifts)
 
 
-class VariantObjective:
-    """MAML's meta-objective with a given inner loop (what `train` steps with), tasks batched as the cell's."""
-
-    def __init__(self, model: nn.Module, inner: InnerLoop, task_batching: TaskBatching) -> None:
-        self.model, self.inner, self.task_batching = model, inner, task_batching
-
-    def __call__(self, params: Params, tasks) -> Tensor:
-        return meta_loss(self.model, params, tasks, self.inner, task_batching=self.task_batching)
-
-    def gradient(self, params: Params, tasks) -> tuple[Params, Tensor]:
-        return meta_gradient(self.model, params, tasks, self.inner, task_batching=self.task_batching)
-
-
 def per_image(cell: FewShotCell, summed: bool) -> float:
     """What turns a meta-batch's training loss into the mean loss per query image (Σ/K over N·Q images: K/(N·Q))."""
     return cell.k_shot / (cell.n_way * cell.n_query) if summed else 1.0
@@ -95,8 +82,9 @@ def run(name: str, variant: str, iterations: int, validate_every: int, seed: int
         if variant == "reference":
             adapted = reference_net(model, cell)
     summed = variant in ("loss", "reference")
-    inner = InnerLoop(cell.inner_lr, cell.n_inner_steps, cell.first_order,
-                      summed_over_shots(cell.k_shot) if summed else F.cross_entropy, adapted)
+    objective = experiment.make_objective(model)  # what `python -m helpers train` steps with; then the variant's
+    objective.inner = replace(objective.inner, adapted=adapted,  # loss and adapted names in its one inner loop
+                              loss_fn=summed_over_shots(cell.k_shot) if summed else F.cross_entropy)
     images = fewshot_images(cell.dataset, "val")
 
     def validate(m: nn.Module) -> float:  # the same inner steps, written as steps on the mean loss
@@ -108,7 +96,7 @@ def run(name: str, variant: str, iterations: int, validate_every: int, seed: int
         return float(curve.mean[-1])
 
     started = time.perf_counter()
-    result = train(model, VariantObjective(model, inner, cell.task_batching), experiment.make_sampler(),
+    result = train(model, objective, experiment.make_sampler(),
                    replace(experiment.train_config, n_iterations=iterations, seed=seed, log_every=block),
                    experiment=f"{name}_{variant}", objective_config={**experiment.objective_config, "variant": variant},
                    validate=validate, validate_every=validate_every, progress=False)
