@@ -3,8 +3,8 @@
 nbval runs every notebook as shipped (`RETRAIN = False`, checkpoints loaded). A lecturer or student who flips the
 switch takes other branches: a model trained in the notebook has no 600-task scores in its metadata, and the
 assertions about the shipped checkpoints do not apply to it. Here each notebook runs with the switch on and a
-run of a few iterations (a cell injected after the set-up cell), so those branches are executed too.
-Notebooks 01 and 02 retrain the paper's full schedule (minutes), so they are left to nbval's shipped branch.
+run of a few iterations and another seed (a cell injected after the set-up cell), so those branches are executed
+too, and the run is checked against the training command with that seed.
 """
 from __future__ import annotations
 
@@ -16,11 +16,27 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
-# notebook -> what must hold after a run with RETRAIN = True, RETRAIN_ITERATIONS = 3
+# notebook -> what must hold after a run with RETRAIN = True, RETRAIN_ITERATIONS = 3, SEED = 1
+SAME_AS_THE_COMMAND = """
+import tempfile, helpers.__main__
+out = tempfile.mkdtemp() + "/command.pt"
+assert helpers.__main__.main(["train", "sinusoid_maml", "--seed", "1", "--iterations", "3", "--out", out]) == 0
+command = helpers.checkpoints.load_checkpoint(out)
+trained_here = {k: v.cpu() for k, v in CHECKPOINT.state_dict.items()}
+assert command.state_dict.keys() == trained_here.keys()
+assert all(torch.equal(command.state_dict[k], v) for k, v in trained_here.items()), "same seed, same weights"
+"""
 AFTER_RETRAIN = {
-    "03_omniglot.ipynb": "assert checkpoint.iteration == 3 and len(checkpoint.loss_history) >= 1",
-    "04_miniimagenet.ipynb": "assert checkpoint.iteration == 3 and stored == {} and fresh[1].per_task.shape[0] == N_TEST_TASKS",
-    "05_beyond_the_paper.ipynb": "assert learner is not None and short.at(1)[0] > 0",
+    "01_sinusoid_maml.ipynb": "assert checkpoint.iteration == 3 and checkpoint.train_config['seed'] == 1"
+                              + SAME_AS_THE_COMMAND.replace("CHECKPOINT", "checkpoint"),
+    "02_baselines_pretrain_oracle.ipynb": "assert all(c.iteration == 3 and c.train_config['seed'] == 1 "
+                                          "for c in checkpoints.values())"
+                                          + SAME_AS_THE_COMMAND.replace("CHECKPOINT", 'checkpoints["sinusoid_maml"]'),
+    "03_omniglot.ipynb": "assert checkpoint.iteration == 3 and len(checkpoint.loss_history) >= 1 "
+                          "and checkpoint.train_config['seed'] == 1",
+    "04_miniimagenet.ipynb": "assert checkpoint.iteration == 3 and stored == {} and fresh[1].per_task.shape[0] == N_TEST_TASKS "
+                              "and checkpoint.train_config['seed'] == 1",
+    "05_beyond_the_paper.ipynb": "assert learner is not None and short.at(1)[0] > 0 and variant.seed == 1",
 }
 
 
@@ -29,7 +45,7 @@ def run_retrained(name: str, iterations: int = 3) -> nbformat.NotebookNode:
     setup = next(i for i, cell in enumerate(notebook.cells)
                  if cell.cell_type == "code" and "RETRAIN = False" in cell.source)
     notebook.cells.insert(setup + 1, nbformat.v4.new_code_cell(
-        f"RETRAIN, RETRAIN_ITERATIONS = True, {iterations}"))
+        f"RETRAIN, RETRAIN_ITERATIONS, SEED = True, {iterations}, 1"))
     notebook.cells.append(nbformat.v4.new_code_cell(AFTER_RETRAIN[name]))
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
