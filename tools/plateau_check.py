@@ -29,34 +29,31 @@ SPLITS = ("train", "val", "test")
 STEP_SIZE_FACTORS = (0.5, 1.0, 2.0, 5.0)
 
 
-def split_gap(name: str, model: torch.nn.Module, n_tasks: int, steps: tuple[int, ...],
-              images: dict[str, torch.Tensor]) -> dict[str, dict[int, tuple[float, float]]]:
-    """Accuracy (%, mean and 95% CI) after each of `steps` on `n_tasks` episodes of each split."""
+def accuracy_after_steps(name: str, model: torch.nn.Module, images: torch.Tensor, n_tasks: int,
+                         steps: tuple[int, ...], inner_lr: float, seed: int) -> dict[int, tuple[float, float]]:
+    """Accuracy (%, mean and 95% CI) after each of `steps`, on `n_tasks` of the cell's episodes drawn from `images`."""
     cell = FEWSHOT_CELLS[name]
     params = {k: v.detach() for k, v in model.named_parameters()}
-    scores = {}
-    for split in SPLITS:
-        curve = evaluate_fewshot(model, params, images[split], n_way=cell.n_way, k_shot=cell.k_shot,
-                                 n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=max(steps), seed=EVAL_SEED,
-                                 rotate=cell.dataset == "omniglot", task_batching=cell.task_batching,
-                                 scored_steps=steps)
-        scores[split] = {s: tuple(round(100 * v, 2) for v in curve.at(s)) for s in curve.steps}
-    return scores
+    curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot, n_tasks=n_tasks,
+                             inner_lr=inner_lr, max_steps=max(steps), seed=seed, rotate=cell.dataset == "omniglot",
+                             task_batching=cell.task_batching, scored_steps=steps)
+    return {s: tuple(round(100 * v, 2) for v in curve.at(s)) for s in curve.steps}
+
+
+def split_gap(name: str, model: torch.nn.Module, n_tasks: int, steps: tuple[int, ...],
+              images: dict[str, torch.Tensor]) -> dict[str, dict[int, tuple[float, float]]]:
+    """Accuracy after each of `steps` on episodes of each split, with the cell's α (the same seed for all)."""
+    inner_lr = FEWSHOT_CELLS[name].inner_lr
+    return {split: accuracy_after_steps(name, model, images[split], n_tasks, steps, inner_lr, EVAL_SEED)
+            for split in SPLITS}
 
 
 def step_sizes(name: str, model: torch.nn.Module, n_tasks: int, steps: tuple[int, ...], images: torch.Tensor,
                factors: tuple[float, ...] = STEP_SIZE_FACTORS) -> dict[float, dict[int, tuple[float, float]]]:
-    """Validation accuracy (%, mean and 95% CI) after each of `steps` with α times each factor."""
-    cell = FEWSHOT_CELLS[name]
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    scores = {}
-    for factor in factors:
-        curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot, n_tasks=n_tasks,
-                                 inner_lr=cell.inner_lr * factor, max_steps=max(steps), seed=VALIDATION_SEED,
-                                 rotate=cell.dataset == "omniglot", task_batching=cell.task_batching,
-                                 scored_steps=steps)
-        scores[factor] = {s: tuple(round(100 * v, 2) for v in curve.at(s)) for s in curve.steps}
-    return scores
+    """Accuracy after each of `steps` on validation episodes (never test ones), with α times each factor."""
+    inner_lr = FEWSHOT_CELLS[name].inner_lr
+    return {factor: accuracy_after_steps(name, model, images, n_tasks, steps, inner_lr * factor, VALIDATION_SEED)
+            for factor in factors}
 
 
 def table(title: str, rows: dict, steps: tuple[int, ...]) -> str:
