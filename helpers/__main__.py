@@ -4,6 +4,7 @@
     python -m helpers train sinusoid_maml            # the paper's schedule -> data/checkpoints/sinusoid_maml.pt
     python -m helpers train sinusoid_maml --iterations 2000 --out /tmp/short.pt
     python -m helpers train omniglot_20way_5shot --minutes 30   # a time budget; run it again to go on
+    python -m helpers train omniglot_20way_5shot --until 2000   # stop at iteration 2000; the schedule stays the paper's
     python -m helpers evaluate omniglot_5way_1shot     # (re)compute a checkpoint's test metrics, e.g. mid-training
     python -m helpers results --update-readme          # the README's Table 1 rows, from the checkpoints
 """
@@ -29,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="list the experiments")
     run = commands.add_parser("train", help="train an experiment (resumes from its checkpoint)")
     run.add_argument("experiment", choices=sorted(EXPERIMENTS))
-    run.add_argument("--iterations", type=int, help="number of iterations (default: the paper's)")
+    run.add_argument("--iterations", type=int,
+                     help="the schedule's length (default: the paper's); to stop early, use --until or --minutes")
+    run.add_argument("--until", type=int, metavar="ITERATION",
+                     help="stop at this iteration with a checkpoint, the schedule unchanged; the same command "
+                          "with a larger ITERATION goes on")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, help="checkpoint path (default: data/checkpoints/NAME.pt)")
     run.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
@@ -80,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                    checkpoint_path=out, resume=not args.fresh, device=args.device, command=command,
                    validate=experiment.make_validator() if experiment.make_validator else None,
                    validate_every=experiment.validate_every,
-                   stop_after_seconds=None if args.minutes is None else 60 * args.minutes)
+                   stop_after_seconds=None if args.minutes is None else 60 * args.minutes,
+                   stop_at_iteration=args.until)
     seconds = time.perf_counter() - started
     checkpoint = result.checkpoint
     checkpoint.metrics = experiment_metrics(experiment.name, result.model)

@@ -86,6 +86,7 @@ def train(
     validate: Callable[[nn.Module], float] | None = None,
     validate_every: int = 0,
     stop_after_seconds: float | None = None,
+    stop_at_iteration: int | None = None,
 ) -> TrainResult:
     """Minimise `objective` with Adam for `config.n_iterations` iterations.
 
@@ -99,12 +100,20 @@ def train(
     `stop_after_seconds` ends the run early, at the first `log_every` boundary
     past that time, with a checkpoint that a later call resumes (a time budget,
     e.g. a borrowed GPU; it is not part of the run's settings).
+    `stop_at_iteration` likewise ends the run at that iteration (a multiple of
+    `log_every`) with a resumable checkpoint, leaving the schedule's length
+    `n_iterations` as it is: a cosine learning rate anneals over the whole run.
     An objective with an `at_iteration(iteration)` method is told each
     iteration before its gradient (MAML++ anneals its multi-step loss with it).
     """
     if validate is not None and (validate_every < 1 or validate_every % config.log_every):
         raise ValueError(f"validate_every must be a positive multiple of log_every ({config.log_every}), "
                          f"got {validate_every}")
+    if stop_at_iteration is not None:
+        check_int_at_least("stop_at_iteration", stop_at_iteration, 1)
+        if stop_at_iteration % config.log_every and stop_at_iteration < config.n_iterations:
+            raise ValueError(f"stop_at_iteration ({stop_at_iteration}) must be a multiple of log_every "
+                             f"({config.log_every}) so that the run resumes with whole loss blocks")
     device = default_device(device)
     model = model.to(device)
     hyper = {**objective_config, **asdict(config)}
@@ -134,7 +143,8 @@ def train(
                unit="it", file=sys.stdout, mininterval=0.5)
     started, reached = time.monotonic(), start
     at_iteration = getattr(objective, "at_iteration", None)
-    for iteration in range(start, config.n_iterations):
+    end = config.n_iterations if stop_at_iteration is None else min(stop_at_iteration, config.n_iterations)
+    for iteration in range(start, end):
         batch = sample_batch(generator).to(device)
         if at_iteration is not None:
             at_iteration(iteration)
@@ -169,7 +179,8 @@ def train(
         reached = done
         out_of_time = (stop_after_seconds is not None and done % config.log_every == 0
                        and time.monotonic() - started > stop_after_seconds)
-        checkpoint_due = done % config.checkpoint_every == 0 or done == config.n_iterations or out_of_time
+        checkpoint_due = (done % config.checkpoint_every == 0 or done == config.n_iterations or done == end
+                          or out_of_time)
         if checkpoint_path is not None and checkpoint_due:
             save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, validation_history,
                                       experiment, hyper, command), checkpoint_path)
@@ -226,8 +237,10 @@ def _check_same_run(saved: Checkpoint, experiment: str, hyper: dict[str, Any]) -
         raise ValueError(f"checkpoint is for experiment {saved.experiment!r}, not {experiment!r}")
     # a setting added after the checkpoint was made counts as the same when it has its default value
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    # a cosine schedule's length is part of what is computed: resuming with another would bend the curve
+    may_differ = MAY_DIFFER_ON_RESUME - {"n_iterations"} if hyper.get("cosine_meta_lr") else MAY_DIFFER_ON_RESUME
     differ = {k: (saved.train_config.get(k), v) for k, v in hyper.items()
-              if k not in MAY_DIFFER_ON_RESUME and saved.train_config.get(k, defaults.get(k)) != v}
+              if k not in may_differ and saved.train_config.get(k, defaults.get(k)) != v}
     if differ:
         detail = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in differ.items())
         raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({detail}); "

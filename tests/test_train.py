@@ -8,13 +8,16 @@ from helpers.experiments import get_experiment
 from helpers.train import TrainConfig, train
 
 
-def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3, stop_after_seconds=None):
+def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3, stop_after_seconds=None,
+              stop_at_iteration=None, cosine_meta_lr=False):
     experiment = get_experiment("sinusoid_maml")
-    config = TrainConfig(n_iterations=n_iterations, meta_lr=meta_lr, seed=seed, log_every=10, checkpoint_every=20)
+    config = TrainConfig(n_iterations=n_iterations, meta_lr=meta_lr, seed=seed, log_every=10, checkpoint_every=20,
+                         cosine_meta_lr=cosine_meta_lr)
     model = experiment.new_model(seed)
     return train(model, experiment.make_objective(model), experiment.make_sampler(), config,
                  experiment=experiment.name, objective_config=experiment.objective_config,
-                 checkpoint_path=path, device="cpu", progress=False, stop_after_seconds=stop_after_seconds)
+                 checkpoint_path=path, device="cpu", progress=False, stop_after_seconds=stop_after_seconds,
+                 stop_at_iteration=stop_at_iteration)
 
 
 def weights(result):
@@ -46,6 +49,44 @@ def test_time_budget_stops_at_a_log_boundary_and_resumes_to_the_same_weights(tmp
     assert torch.load(path, weights_only=False)["iteration"] == 10
     resumed = short_run(tmp_path, 60, path=path)
     assert resumed.iteration == 60 and torch.equal(weights(unbroken), weights(resumed))
+
+
+@pytest.mark.parametrize("cosine_meta_lr", [False, True])
+def test_stopping_at_an_iteration_keeps_the_schedule_and_resumes_to_the_same_weights(tmp_path, cosine_meta_lr):
+    # a cosine learning rate depends on n_iterations at every step: a stop point must not shorten the schedule
+    unbroken = short_run(tmp_path, 60, cosine_meta_lr=cosine_meta_lr)
+    path = tmp_path / "run.pt"
+    stopped = short_run(tmp_path, 60, path=path, stop_at_iteration=30, cosine_meta_lr=cosine_meta_lr)
+    saved = torch.load(path, weights_only=False)
+    assert stopped.iteration == 30 and saved["iteration"] == 30 and len(stopped.loss_history) == 3
+    assert saved["train_config"]["n_iterations"] == 60
+    resumed = short_run(tmp_path, 60, path=path, cosine_meta_lr=cosine_meta_lr)
+    assert resumed.iteration == 60 and torch.equal(weights(unbroken), weights(resumed))
+    assert resumed.loss_history == unbroken.loss_history
+
+
+def test_a_stop_inside_a_loss_block_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"stop_at_iteration \(25\) must be a multiple of log_every \(10\)"):
+        short_run(tmp_path, 60, stop_at_iteration=25)
+
+
+def test_a_cosine_schedule_resumed_with_another_length_is_refused(tmp_path):
+    path = tmp_path / "run.pt"
+    short_run(tmp_path, 20, path=path, cosine_meta_lr=True)
+    with pytest.raises(ValueError, match=r"cannot resume.*n_iterations: saved 20 vs now 40"):
+        short_run(tmp_path, 40, path=path, cosine_meta_lr=True)
+    plain = tmp_path / "plain.pt"  # a constant learning rate: the length is only where the run ends
+    short_run(tmp_path, 20, path=plain)
+    assert short_run(tmp_path, 40, path=plain).iteration == 40
+
+
+def test_the_command_stops_at_until_and_records_the_full_schedule(tmp_path):
+    from helpers.__main__ import main
+    out = tmp_path / "short.pt"
+    assert main(["train", "sinusoid_maml", "--iterations", "400", "--until", "200", "--out", str(out),
+                 "--no-compile"]) == 0
+    saved = torch.load(out, weights_only=False)
+    assert saved["iteration"] == 200 and saved["train_config"]["n_iterations"] == 400
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
