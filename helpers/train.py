@@ -179,8 +179,7 @@ def train(
         reached = done
         out_of_time = (stop_after_seconds is not None and done % config.log_every == 0
                        and time.monotonic() - started > stop_after_seconds)
-        checkpoint_due = (done % config.checkpoint_every == 0 or done == config.n_iterations or done == end
-                          or out_of_time)
+        checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
         if checkpoint_path is not None and checkpoint_due:
             save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, validation_history,
                                       experiment, hyper, command), checkpoint_path)
