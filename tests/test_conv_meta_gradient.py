@@ -3,13 +3,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import InnerLoop, TaskBatch, meta_gradient, meta_loss
+from torch.func import functional_call
+
+from helpers import InnerLoop, TaskBatch, adapt, meta_gradient, meta_loss
 from helpers.models import BatchStatsNorm2d, ConvNet, as_the_paper_writes_it
+from kink_margin import episodes_away_from_kinks, kink_margin
 from test_maml_gradient import reference_meta_gradient
 
 
-def random_episodes(n_tasks=2, n_way=3, k_shot=2, n_query=2, size=28, channels=1) -> TaskBatch:
-    generator = torch.Generator().manual_seed(0)
+def random_episodes(n_tasks=2, n_way=3, k_shot=2, n_query=2, size=28, channels=1, seed=0) -> TaskBatch:
+    generator = torch.Generator().manual_seed(seed)
     x_support = torch.rand(n_tasks, n_way * k_shot, channels, size, size, generator=generator, dtype=torch.float64)
     x_query = torch.rand(n_tasks, n_way * n_query, channels, size, size, generator=generator, dtype=torch.float64)
     y_support = torch.arange(n_way).repeat_interleave(k_shot).expand(n_tasks, -1)
@@ -118,24 +121,66 @@ def test_float32_fast_path_matches_float64_reference(downsample, inner_lr, steps
     """What training runs (float32: oneDNN's channels-last kernels, fused batch norm, pool before ReLU, with or
     without the batch-norm formulas) against the paper's net in float64 through the plain loop, at the paper's α
     and steps for each net (Omniglot 1 and 5 steps, MiniImagenet 5); float64 takes other kernels, so this is
-    their check."""
+    their check. On episodes that keep clear of ReLU's and max-pool's kinks (tests/kink_margin.py): next to one,
+    float32 rounding may take the other branch of the function, whatever the kernels."""
     torch.manual_seed(0)
     size, channels = (28, 1) if downsample == "stride" else (32, 3)
     model = ConvNet(3, in_channels=channels, hidden=16, image_size=size, downsample=downsample)
     model.double_backward_formulas = formulas
     params = dict(model.named_parameters())
-    tasks = random_episodes(size=size, channels=channels)
     inner = InnerLoop(inner_lr, steps, first_order, loss_fn=F.cross_entropy)
-    ours, _ = meta_gradient(model, params, TaskBatch(*(t.float() if t.is_floating_point() else t
-                                                       for t in tasks.tensors)), inner, task_batching="loop")
     reference_model = as_the_paper_writes_it(model).double()
     reference_params = dict(reference_model.named_parameters())
+    tasks, _, _ = episodes_away_from_kinks(lambda seed: random_episodes(size=size, channels=channels, seed=seed),
+                                           reference_model, reference_params, inner)
+    ours, _ = meta_gradient(model, params, TaskBatch(*(t.float() if t.is_floating_point() else t
+                                                       for t in tasks.tensors)), inner, task_batching="loop")
     reference = reference_meta_gradient(reference_model, reference_params, tasks, inner)
     # float32 rounding is relative to the whole gradient: conv biases (true gradient 0) are judged on that scale
     floor = 1e-2 * torch.cat([g.flatten() for g in reference.values()]).norm()
     errors = {name: float((ours[name].double() - reference[name]).norm() / reference[name].norm().clamp_min(floor))
               for name in params}
     assert max(errors.values()) < 1e-4, errors
+
+
+def test_float32_error_next_to_a_kink_is_the_function_not_the_kernels():
+    """Why the test above avoids kinks: on seed 0's episodes (Omniglot net, α 0.1, 5 steps) one batch-norm output
+    sits within float32 rounding of ReLU's 0. The float64 reference, evaluated at float32's own adapted weights
+    but with that one ReLU gate flipped, moves by percent; the float32 gradient matches one of the two branches
+    to float32 accuracy, whichever its kernels took (measured: avx2 one branch, default the other)."""
+    torch.manual_seed(0)
+    model = ConvNet(3, hidden=16)
+    inner = InnerLoop(0.1, 5, True, loss_fn=F.cross_entropy)
+    reference_model = as_the_paper_writes_it(model).double()
+    reference_params = dict(reference_model.named_parameters())
+    tasks = random_episodes(seed=0)
+    assert kink_margin(reference_model, reference_params, tasks, inner) < 1e-6
+    xs, ys, xq, yq = next(iter(tasks.tasks()))
+    adapted = {k: v.detach() for k, v in adapt(model, dict(model.named_parameters()), xs.float(), ys, inner).items()}
+    ours = dict(zip(adapted, torch.autograd.grad(
+        F.cross_entropy(functional_call(model, {k: v.requires_grad_() for k, v in adapted.items()},
+                                        (xq.float(),)), yq), list(adapted.values()))))
+
+    def reference(flip: bool) -> dict:
+        net = as_the_paper_writes_it(model).double()
+        relu = net.features[8]  # after the third batch norm, where the near-zero activation is
+        if flip:
+            def gate(module, inputs):
+                x = inputs[0]
+                nearest = x.abs().flatten().argmin()
+                sign = torch.zeros_like(x).flatten().index_fill_(0, nearest, 1.0).view_as(x)
+                return (x - 2 * sign * x.detach(),)  # the same value with its sign, and so its gate, flipped
+            relu.register_forward_pre_hook(gate)
+        p = {k: v.double().requires_grad_() for k, v in adapted.items()}
+        return dict(zip(p, torch.autograd.grad(F.cross_entropy(functional_call(net, p, (xq,)), yq), list(p.values()))))
+
+    def error(a, b):
+        flat = lambda g: torch.cat([t.double().flatten() for t in g.values()])  # noqa: E731
+        return float((flat(a) - flat(b)).norm() / flat(b).norm())
+
+    branches = [error(ours, reference(flip)) for flip in (False, True)]
+    assert error(reference(False), reference(True)) > 1e-3, "the two branches should differ by far more than rounding"
+    assert min(branches) < 1e-5, branches
 
 
 def test_channels_last_runs_outside_vmap_only():
@@ -196,3 +241,29 @@ def test_grouped_convolution_alternative_matches_reference(downsample, first_ord
               for name in params}
     assert max(errors.values()) < 1e-10, errors
     assert torch.allclose(loss, meta_loss(model, params, tasks, inner, task_batching="loop"), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_float32_fast_paths_under_each_cpu_capability(capability):
+    """torch picks its CPU kernels by the capability of the processor (students' laptops mostly run AVX2 ones), so
+    the float32 checks above run again under each capability this CPU can execute (ATEN_CPU_CAPABILITY forces one)."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if os.environ.get("MAML_CAPABILITY_SUBRUN"):
+        pytest.skip("already inside a per-capability run")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability, "MAML_CAPABILITY_SUBRUN": "1"}
+    chosen = subprocess.run([sys.executable, "-W", "ignore", "-c",
+                             "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    if chosen.lower() != capability:
+        pytest.skip(f"this CPU cannot run {capability} kernels (torch chose {chosen})")
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
+                          "-k", "float32_fast_path_matches or float32_error_next_to_a_kink"],
+                         env=env, cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, f"under ATEN_CPU_CAPABILITY={capability}:\n{run.stdout[-3000:]}"
+    assert re.search(r"^9 passed", run.stdout, re.MULTILINE), run.stdout[-500:]
