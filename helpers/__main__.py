@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .checkpoints import load_checkpoint, save_checkpoint
+from .device import default_device
 from .experiments import EXPERIMENTS, get_experiment
 from .metrics import experiment_metrics
 from .train import train
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     score = commands.add_parser("evaluate", help="compute a checkpoint's test metrics and store them in it")
     score.add_argument("experiment", choices=sorted(EXPERIMENTS))
     score.add_argument("--checkpoint", type=Path, help="default: data/checkpoints/NAME.pt")
+    score.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     score.add_argument("--tasks", type=int, default=600,
                        help="test tasks (default 600, as the paper; fewer are the first of the same tasks)")
     tables = commands.add_parser("results", help="print the Table 1 rows from the checkpoints' stored scores")
@@ -64,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "evaluate":
         path = args.checkpoint or experiment.checkpoint_path
         checkpoint = load_checkpoint(path, expected_model_config=experiment.make_model().config())
-        scores = experiment_metrics(experiment.name, checkpoint.build_model(), args.tasks)
+        device = default_device(args.device)
+        started = time.perf_counter()
+        scores = experiment_metrics(experiment.name, checkpoint.build_model().to(device), args.tasks)
+        print(f"scored on {device} in {time.perf_counter() - started:.1f} s")
         checkpoint.metrics = {**checkpoint.metrics, **scores}
         save_checkpoint(checkpoint, path)
         print(f"{experiment.name} after {checkpoint.iteration} iterations -> {path}")
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
                    stop_after_seconds=None if args.minutes is None else 60 * args.minutes,
                    stop_at_iteration=args.until)
     seconds = time.perf_counter() - started
+    ran = result.iteration - result.first_iteration
+    if ran:
+        print(f"{experiment.name}: iterations {result.first_iteration}-{result.iteration} on "
+              f"{next(result.model.parameters()).device} "
+              f"took {1e3 * result.loop_seconds / ran:.1f} ms each (validation excluded)")
     checkpoint = result.checkpoint
     checkpoint.metrics = experiment_metrics(experiment.name, result.model)
     checkpoint.metrics["train_seconds_this_run"] = round(seconds, 1)

@@ -33,10 +33,13 @@ class TaskBatch:
         if len(set(n_tasks.values())) != 1:
             raise ValueError(f"every tensor needs the same number of tasks on its first axis, got {n_tasks}")
 
-    def to(self: Batch, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
-        """On `device`; `dtype` converts the floating-point tensors only (labels stay integers)."""
+    def to(self: Batch, device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
+           non_blocking: bool = False) -> Batch:
+        """On `device`; `dtype` converts the floating-point tensors only (labels stay integers). `non_blocking`
+        lets a copy from pinned memory overlap the GPU's work (helpers.prefetch)."""
         def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None)
+            return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else None,
+                        non_blocking=non_blocking)
         return type(self)(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
     def __len__(self) -> int:

@@ -13,6 +13,7 @@ from .batches import TaskBatch
 from .checks import check_int_at_least, check_positive
 from .maml import InnerLoop, LossFn, Params, TaskBatching, meta_gradient, meta_loss, task_loss
 from .episodes import sample_episodes
+from .fast_paths import conv_net_cpu_paths, task_batching_on
 from .evaluate import VALIDATION_SEED, evaluate_fewshot
 from .models import ConvNet, SinusoidMLP
 from .miniimagenet import load_miniimagenet
@@ -63,11 +64,15 @@ class MAMLObjective:
         self.model, self.settings = model, settings
         self.inner = settings.inner_loop(loss_fn)
 
+    def task_batching(self, tasks: TaskBatch) -> TaskBatching:
+        """The settings' choice on the CPU; the fastest path on the tasks' device (helpers.fast_paths)."""
+        return task_batching_on(tasks.x_support.device, self.settings.task_batching)
+
     def __call__(self, params: Params, tasks: TaskBatch) -> torch.Tensor:
-        return meta_loss(self.model, params, tasks, self.inner, task_batching=self.settings.task_batching)
+        return meta_loss(self.model, params, tasks, self.inner, task_batching=self.task_batching(tasks))
 
     def gradient(self, params: Params, tasks: TaskBatch) -> tuple[Params, torch.Tensor]:
-        return meta_gradient(self.model, params, tasks, self.inner, task_batching=self.settings.task_batching)
+        return meta_gradient(self.model, params, tasks, self.inner, task_batching=self.task_batching(tasks))
 
 
 def maml_objective(model: nn.Module, settings: MAMLSettings, loss_fn: LossFn = F.mse_loss) -> Objective:
@@ -228,22 +233,17 @@ def fewshot_images(dataset: str, split: str) -> torch.Tensor:
 def fewshot_model(cell: FewShotCell, first_order: bool | None = None) -> ConvNet:
     """The paper's conv net for the cell's data set: 64 filters with stride 2 (Omniglot), 32 with max-pool (Mini).
 
-    With the fast paths measured faster for this cell and order (`first_order`, default the cell's; all give the
-    same gradients, tests/test_conv_meta_gradient.py). Second order, 1 thread (benchmarks/README.md), batch
-    norm's double backward by formulas (ConvNet.double_backward_formulas) pays where the support set's
-    activations are large: MiniImagenet 1.3-1.4x, Omniglot 20-way 5-shot (100 images) 1.12x; it cost 0.90x on
-    Omniglot 5-way 5-shot and was within noise on 20-way 1-shot. Channels-last activations
-    (ConvNet.channels_last) pay for the MiniImagenet net first order, in evaluation and for 1-shot second order
-    (1.3x), not for 5-shot second order (0.83x) nor for Omniglot's 28x28 grey images.
+    With the CPU fast paths measured faster for this cell and order (`first_order`, default the cell's), as
+    helpers.fast_paths chooses them; all give the same gradients (tests/test_conv_meta_gradient.py).
     """
     second_order = not (cell.first_order if first_order is None else first_order)
     if cell.dataset == "omniglot":
         model = ConvNet(cell.n_way)
-        model.double_backward_formulas = second_order and cell.n_way * cell.k_shot >= 100
-        return model
-    model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
-    model.double_backward_formulas = second_order
-    model.channels_last = not second_order or cell.k_shot == 1
+    else:
+        model = ConvNet(cell.n_way, in_channels=3, hidden=32, image_size=84, downsample="maxpool")
+    switches = conv_net_cpu_paths(cell.dataset, cell.n_way, cell.k_shot, second_order)
+    model.channels_last = switches["channels_last"]
+    model.double_backward_formulas = switches["double_backward_formulas"]
     return model
 
 
@@ -266,7 +266,9 @@ def _fewshot(name: str) -> Experiment:
             curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=cell.n_way,
                                      k_shot=cell.k_shot, n_tasks=100, inner_lr=cell.inner_lr,
                                      max_steps=cell.n_inner_steps, seed=VALIDATION_SEED, rotate=rotate,
-                                     task_batching=cell.task_batching, scored_steps=(cell.n_inner_steps,))
+                                     scored_steps=(cell.n_inner_steps,),
+                                     task_batching=task_batching_on(next(model.parameters()).device,
+                                                                    cell.task_batching))
             return float(curve.mean[-1])
         return validate
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from torch import nn
 
+from .fast_paths import float32_numerics, task_batching_on
+
 from .evaluate import StepCurve, evaluate_fewshot, evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr
 
 PRETRAINED_LR_CANDIDATES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -26,13 +28,16 @@ def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> di
 
     cell = FEWSHOT_CELLS[experiment]
     params = {k: v.detach() for k, v in model.named_parameters()}
+    device = next(iter(params.values())).device
     images = fewshot_images(cell.dataset, "test")
     metrics: dict[str, Any] = {"test_tasks": n_tasks, "query_per_class": cell.k_shot}
     steps = (0, 1, cell.n_inner_steps, cell.test_steps, 10)
     for prefix, n_query in (("test_accuracy", cell.k_shot), ("test_accuracy_15query", 15)):
-        curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot, n_query=n_query,
-                                 n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=10, scored_steps=steps,
-                                 rotate=cell.dataset == "omniglot", task_batching=cell.task_batching)
+        with float32_numerics(device):
+            curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot,
+                                     n_query=n_query, n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=10,
+                                     scored_steps=steps, rotate=cell.dataset == "omniglot",
+                                     task_batching=task_batching_on(device, cell.task_batching))
         for step in curve.steps:
             mean, ci95 = curve.at(step)
             metrics[f"{prefix}_step{step}"] = {"mean": round(100 * mean, 2), "ci95": round(100 * ci95, 2)}

@@ -5,6 +5,7 @@ is passed in; the loop, its progress bar, its checks and its checkpoints are sha
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -19,8 +20,11 @@ from tqdm.auto import tqdm
 
 from .checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from .checks import check_int_at_least, check_positive
+from .cuda_graph import GraphedGradient
 from .device import default_device
+from .fast_paths import float32_numerics, uses_cuda_graphs
 from .maml import Params
+from .prefetch import Prefetcher
 
 Objective = Callable[[Params, Any], Tensor]  # (params, batch) -> scalar loss
 BatchSampler = Callable[[torch.Generator], Any]  # generator -> batch (with a .to(device) method)
@@ -67,6 +71,8 @@ class TrainResult:
     loss_history: list[float]  # mean loss over each block of `log_every` iterations
     iteration: int
     checkpoint: Checkpoint
+    first_iteration: int = 0  # where this call started (a resumed run starts at its checkpoint's)
+    loop_seconds: float = 0.0  # wall time of this call's iterations, validation excluded
 
 
 def train(
@@ -137,60 +143,87 @@ def train(
         validation_history = [tuple(entry) for entry in saved.validation_history]
 
     params = dict(model.named_parameters())
+    at_iteration = getattr(objective, "at_iteration", None)
     gradient_fn = _gradient_function(objective, config.compile)
+    # helpers.fast_paths: on CUDA the meta-gradient replays from one captured graph (not for an objective that
+    # changes with the iteration, nor a compiled one), and batches are drawn ahead on a thread
+    graphed = uses_cuda_graphs(device) and at_iteration is None and not config.compile
+    if graphed:
+        gradient_fn = GraphedGradient(gradient_fn)
     window = torch.zeros(config.log_every, device=device)
     bar = tqdm(total=config.n_iterations, initial=start, desc=experiment, disable=not progress,
                unit="it", file=sys.stdout, mininterval=0.5)
-    started, reached = time.monotonic(), start
-    at_iteration = getattr(objective, "at_iteration", None)
+    started, validation_seconds = time.monotonic(), 0.0
     end = config.n_iterations if stop_at_iteration is None else min(stop_at_iteration, config.n_iterations)
-    for iteration in range(start, end):
-        batch = sample_batch(generator).to(device)
-        if at_iteration is not None:
-            at_iteration(iteration)
-        if config.cosine_meta_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = config.meta_lr_at(iteration)
-        grads, loss = gradient_fn(params, batch)
-        for name, p in params.items():
-            p.grad = grads[name]
-        if config.clip_grad_value is not None:
-            torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_grad_value)
-        optimizer.step()
-        window[iteration % config.log_every] = loss.detach()
-        done = iteration + 1
-        if done % config.log_every == 0 or done == config.n_iterations:
-            losses = window[: (done - 1) % config.log_every + 1].cpu()
-            if not torch.isfinite(losses).all():
-                bad = int(torch.nonzero(~torch.isfinite(losses))[0]) + done - len(losses) + 1
-                bar.close()
-                raise FloatingPointError(
-                    f"{experiment}: the training loss became non-finite at iteration {bad}; "
-                    f"lower meta_lr (now {config.meta_lr}) or the inner learning rate, "
-                    f"or resume from the last checkpoint")
-            loss_history.append(float(losses.mean()))
-            bar.set_postfix(loss=f"{loss_history[-1]:.4f}", refresh=False)
-            bar.update(done - bar.n)
-            if validate is not None and done % validate_every == 0:
-                validation_history.append((done, float(validate(model))))
-                bar.write(f"{experiment}: iteration {done}, validation score {validation_history[-1][1]:.4f}")
-            if on_log is not None:
-                on_log(done, loss_history)
-        reached = done
-        out_of_time = (stop_after_seconds is not None and done % config.log_every == 0
-                       and time.monotonic() - started > stop_after_seconds)
-        checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
-        if checkpoint_path is not None and checkpoint_due:
-            save_checkpoint(_snapshot(model, optimizer, generator, done, loss_history, validation_history,
-                                      experiment, hyper, command), checkpoint_path)
-        if out_of_time:
-            bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
-                      f"run the same command again to resume")
-            break
+    on_gpu = device.type == "cuda"
+    batches = (Prefetcher(sample_batch, generator, max(end - start, 0), pin_memory=True) if on_gpu
+               else ((sample_batch(generator), None) for _ in range(start, end)))
+    reached = _Reached(start, generator.get_state())
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(float32_numerics(device))
+        if on_gpu:
+            cleanup.callback(batches.close)
+        for iteration, (batch, state) in zip(range(start, end), batches):
+            state = generator.get_state() if state is None else state
+            if not graphed:
+                batch = batch.to(device, non_blocking=on_gpu)
+            if at_iteration is not None:
+                at_iteration(iteration)
+            if config.cosine_meta_lr:
+                for group in optimizer.param_groups:
+                    group["lr"] = config.meta_lr_at(iteration)
+            grads, loss = gradient_fn(params, batch)
+            for name, p in params.items():
+                p.grad = grads[name]
+            if config.clip_grad_value is not None:
+                torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_grad_value)
+            optimizer.step()
+            window[iteration % config.log_every] = loss.detach()
+            done = iteration + 1
+            if done % config.log_every == 0 or done == config.n_iterations:
+                losses = window[: (done - 1) % config.log_every + 1].cpu()
+                if not torch.isfinite(losses).all():
+                    bad = int(torch.nonzero(~torch.isfinite(losses))[0]) + done - len(losses) + 1
+                    bar.close()
+                    raise FloatingPointError(
+                        f"{experiment}: the training loss became non-finite at iteration {bad}; "
+                        f"lower meta_lr (now {config.meta_lr}) or the inner learning rate, "
+                        f"or resume from the last checkpoint")
+                loss_history.append(float(losses.mean()))
+                bar.set_postfix(loss=f"{loss_history[-1]:.4f}", refresh=False)
+                bar.update(done - bar.n)
+                if validate is not None and done % validate_every == 0:
+                    validating = time.monotonic()
+                    validation_history.append((done, float(validate(model))))
+                    validation_seconds += time.monotonic() - validating
+                    bar.write(f"{experiment}: iteration {done}, validation score {validation_history[-1][1]:.4f}")
+                if on_log is not None:
+                    on_log(done, loss_history)
+            reached = _Reached(done, state)
+            out_of_time = (stop_after_seconds is not None and done % config.log_every == 0
+                           and time.monotonic() - started > stop_after_seconds)
+            checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
+            if checkpoint_path is not None and checkpoint_due:
+                save_checkpoint(_snapshot(model, optimizer, state, done, loss_history, validation_history,
+                                          experiment, hyper, command), checkpoint_path)
+            if out_of_time:
+                bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
+                          f"run the same command again to resume")
+                break
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loop_seconds = time.monotonic() - started - validation_seconds
     bar.close()
-    final = _snapshot(model, optimizer, generator, reached, loss_history, validation_history, experiment, hyper,
-                      command)
-    return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final)
+    final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,
+                      experiment, hyper, command)
+    return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final,
+                       first_iteration=start, loop_seconds=loop_seconds)
+
+
+@dataclass
+class _Reached:
+    iteration: int
+    state: Tensor  # the sampling generator's state after that iteration's batch
 
 
 def _gradient_function(objective: Objective, compile: bool) -> Callable[[Params, Any], tuple[Params, Tensor]]:
@@ -214,7 +247,7 @@ def _gradient_function(objective: Objective, compile: bool) -> Callable[[Params,
     return gradient
 
 
-def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator, iteration: int,
+def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator_state: Tensor, iteration: int,
               loss_history: list[float], validation_history: list[tuple[int, float]], experiment: str,
               hyper: dict[str, Any], command: str | None) -> Checkpoint:
     return Checkpoint(
@@ -223,7 +256,7 @@ def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator: tor
         iteration=iteration, train_config=hyper, command=command or " ".join(sys.argv),
         loss_history=list(loss_history), validation_history=list(validation_history),
         optimizer_state=optimizer.state_dict(),
-        generator_state=generator.get_state())
+        generator_state=generator_state.clone())
 
 
 # How the work is scheduled, not what is computed (vmap and loop give the same gradients: tests check it)

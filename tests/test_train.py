@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from helpers.experiments import get_experiment
+from helpers.tasks import sample_sinusoid_tasks
 from helpers.train import TrainConfig, train
 
 
@@ -172,3 +173,38 @@ def test_clip_grad_value_clamps_the_meta_gradient_before_adam():
 def test_bad_clip_value_is_refused():
     with pytest.raises(ValueError, match="clip_grad_value must be a finite number > 0"):
         TrainConfig(n_iterations=1, clip_grad_value=0.0)
+
+
+def test_prefetcher_hands_over_the_batches_and_generator_states_of_a_plain_loop():
+    """What training on a GPU draws ahead on a thread is what a plain loop draws, in order, each with the
+    generator's state right after it (the state a checkpoint after that iteration holds)."""
+    from helpers.prefetch import Prefetcher
+
+    def sample(g):
+        return sample_sinusoid_tasks(3, 2, 2, generator=g)
+
+    plain_generator = torch.Generator().manual_seed(5)
+    plain = [(sample(plain_generator), plain_generator.get_state()) for _ in range(7)]
+    prefetcher = Prefetcher(sample, torch.Generator().manual_seed(5), 7, pin_memory=False, depth=2)
+    try:
+        fetched = [next(prefetcher) for _ in range(7)]
+    finally:
+        prefetcher.close()
+    for (batch, state), (expected, expected_state) in zip(fetched, plain):
+        assert torch.equal(batch.x_support, expected.x_support) and torch.equal(batch.y_query, expected.y_query)
+        assert torch.equal(state, expected_state)
+
+
+def test_prefetcher_raises_the_samplers_error_and_stops_when_closed():
+    from helpers.prefetch import Prefetcher
+
+    def broken(g):
+        raise ValueError("no data")
+
+    prefetcher = Prefetcher(broken, torch.Generator(), 3, pin_memory=False)
+    with pytest.raises(ValueError, match="no data"):
+        next(prefetcher)
+    prefetcher.close()
+    endless = Prefetcher(lambda g: torch.rand(1, generator=g), torch.Generator(), 10**6, pin_memory=False, depth=1)
+    endless.close()
+    assert not endless._thread.is_alive()
