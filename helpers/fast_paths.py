@@ -10,11 +10,11 @@ helpers.batch_norm's formulas pays where the support set's activations are large
 Omniglot 20-way 5-shot 1.12x; 0.90x on Omniglot 5-way 5-shot). Channels-last activations pay for the MiniImagenet
 net first order, in evaluation and 1-shot second order (1.3x), not 5-shot second order (0.83x) nor Omniglot.
 
-CUDA (one H200, benchmarks/cuda_training_step.py): the GPU waits on kernel launches, not arithmetic, so tasks are
-batched with vmap in every cell (2-14x faster than the loop on the same card) and the whole meta-gradient is
-replayed from one captured CUDA graph (helpers.cuda_graph). Channels-last and the batch-norm formulas are CPU
-measurements and stay off there. TF32 stays off: it moved the float32 meta-gradient 6-28% from float64 while the
-step is launch-bound, so it buys no speed worth that.
+CUDA (one H200, benchmarks/cuda_training_step.py, benchmarks/README.md "CUDA"): eager, the card waits on kernel
+launches, not arithmetic, so tasks are batched with vmap in every cell (1.1-16x over the loop) and the whole
+meta-gradient is replayed from one captured CUDA graph (helpers.cuda_graph; 1.1-8x more). Channels-last and the
+batch-norm formulas are CPU measurements and stay off there. TF32 stays off: it moved the float32 meta-gradient
+6-29% from float64 (3x to 1e5x the error without it) for 1.6-2.5x on Omniglot and nothing on MiniImagenet.
 Other devices (Apple MPS) are unmeasured and take the CPU's choices, without graphs.
 """
 from __future__ import annotations

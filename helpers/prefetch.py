@@ -20,7 +20,7 @@ def _pinned(batch: Any) -> Any:
     if pin is not None:
         return pin()
     from dataclasses import fields, replace
-    return replace(batch, **{f.name: getattr(batch, f.name).pin_memory() for f in fields(batch)
+    return replace(batch, **{f.name: getattr(batch, f.name).contiguous().pin_memory() for f in fields(batch)
                              if isinstance(getattr(batch, f.name), torch.Tensor)})
 
 

@@ -12,7 +12,7 @@ from helpers.episodes import sample_episodes
 from helpers.evaluate import evaluate_fewshot
 from helpers.experiments import FEWSHOT_CELLS, MAMLSettings, fewshot_model, maml_objective
 from helpers.fast_paths import float32_numerics
-from helpers.models import ConvNet, as_the_paper_writes_it
+from helpers.models import BatchStatsNorm2d, ConvNet, as_the_paper_writes_it
 from helpers.train import TrainConfig, train
 from kink_margin import episodes_away_from_kinks
 from test_conv_meta_gradient import random_episodes
@@ -142,8 +142,20 @@ def test_resumed_cuda_run_equals_an_uninterrupted_one(tmp_path):
     resumed = run(tmp_path / "resumed.pt", None)
     assert resumed.iteration == straight.iteration == 4
     for name, value in straight.model.state_dict().items():
+        if name in biases_before_batch_norm(straight.model):
+            continue
         assert torch.allclose(resumed.model.state_dict()[name], value, rtol=0, atol=1e-6), name
     assert resumed.loss_history == pytest.approx(straight.loss_history, rel=1e-5)
+
+
+def biases_before_batch_norm(model):
+    """A conv bias that feeds batch norm is subtracted again with the mean: its true gradient is 0, and what the
+    GPU computes for it is rounding noise whose sign changes with the order of its atomic sums. Adam turns any
+    sign into a full step of its learning rate, so these biases wander by about 1e-3 per iteration, differently
+    in every run, without changing the function (measured on an H200: 2e-3 apart after 4 iterations)."""
+    blocks = list(model.features)
+    return {f"features.{i}.bias" for i, (m, after) in enumerate(zip(blocks, blocks[1:]))
+            if isinstance(m, torch.nn.Conv2d) and isinstance(after, BatchStatsNorm2d)}
 
 
 def test_training_on_cuda_replays_a_graph_and_moves_the_weights(tmp_path):
