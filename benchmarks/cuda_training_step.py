@@ -34,6 +34,7 @@ from helpers.cuda_graph import GraphedGradient  # noqa: E402
 from helpers.experiments import FEWSHOT_CELLS, fewshot_model  # noqa: E402
 from helpers.fast_paths import float32_numerics  # noqa: E402
 from helpers.models import as_the_paper_writes_it  # noqa: E402
+from helpers.train import apply_meta_gradient  # noqa: E402
 
 CELLS = ("omniglot_5way_1shot", "omniglot_5way_5shot", "omniglot_20way_1shot", "omniglot_20way_5shot",
          "miniimagenet_5way_1shot", "miniimagenet_5way_5shot")
@@ -95,12 +96,8 @@ def measure(name: str, first_order: bool, device, rounds: int, iterations: int) 
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
 
         def step(batch):
-            grads, loss = fn(params, batch)
-            for key, p in params.items():
-                p.grad = grads[key]
-            if cell.clip_grad_value is not None:
-                torch.nn.utils.clip_grad_value_(model.parameters(), cell.clip_grad_value)
-            optimizer.step()
+            grads, _ = fn(params, batch)
+            apply_meta_gradient(model, params, grads, optimizer, cell.clip_grad_value)
             return grads
 
         with torch.no_grad():

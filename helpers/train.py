@@ -173,11 +173,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = config.meta_lr_at(iteration)
             grads, loss = gradient_fn(params, batch)
-            for name, p in params.items():
-                p.grad = grads[name]
-            if config.clip_grad_value is not None:
-                torch.nn.utils.clip_grad_value_(model.parameters(), config.clip_grad_value)
-            optimizer.step()
+            apply_meta_gradient(model, params, grads, optimizer, config.clip_grad_value)
             window[iteration % config.log_every] = loss.detach()
             done = iteration + 1
             if done % config.log_every == 0 or done == config.n_iterations:
@@ -218,6 +214,17 @@ def train(
                       experiment, hyper, command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final,
                        first_iteration=start, loop_seconds=loop_seconds)
+
+
+def apply_meta_gradient(model: nn.Module, params: Params, grads: Params, optimizer: torch.optim.Optimizer,
+                        clip_grad_value: float | None) -> None:
+    """One outer step: the meta-gradient as the parameters' .grad, clipped to ±clip_grad_value if set, then the
+    optimiser (benchmarks time this same step)."""
+    for name, p in params.items():
+        p.grad = grads[name]
+    if clip_grad_value is not None:
+        torch.nn.utils.clip_grad_value_(model.parameters(), clip_grad_value)
+    optimizer.step()
 
 
 @dataclass
