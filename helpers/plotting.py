@@ -1,6 +1,7 @@
 """Figures shared by the notebooks; each function draws on axes it is given or makes its own."""
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -46,6 +47,26 @@ def plot_error_vs_steps(curves: Mapping[str, StepCurve], *, ax: Axes | None = No
     if reference:
         ax.plot(list(reference), list(reference.values()), "k*", ms=10, label=reference_label)
     ax.set(xlabel="number of gradient steps at test time", ylabel=ylabel, title=title)
+    ax.legend()
+    return ax
+
+
+def plot_step_size_sweep(scores: Mapping[float, float], *, chosen: float | None = None, ax: Axes | None = None,
+                         ylabel: str = "validation MSE", title: str = "") -> Axes:
+    """Score vs step size (log axis), every candidate shown: a diverged one (score inf or nan) is drawn as a red ×
+    on a ceiling above the finite scores, so the sweep's shape, and where the chosen step size sits in it, stay visible."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    lrs = sorted(scores)
+    finite = [lr for lr in lrs if math.isfinite(scores[lr])]
+    diverged = [lr for lr in lrs if lr not in finite]
+    ceiling = 1.2 * max(scores[lr] for lr in finite) if finite else 1.0
+    ax.plot(lrs, [scores[lr] if lr in finite else ceiling for lr in lrs], color="0.6", ls=":", lw=1)
+    ax.plot(finite, [scores[lr] for lr in finite], "o-", color="tab:blue", label="validation MSE")
+    if diverged:
+        ax.plot(diverged, [ceiling] * len(diverged), "x", color="tab:red", ms=9, mew=2, label="diverged")
+    if chosen is not None:
+        ax.axvline(chosen, color="k", ls=":", label=f"chosen α = {chosen}")
+    ax.set(xscale="log", xlabel="step size α", ylabel=ylabel, title=title, ylim=(None, 1.1 * ceiling))
     ax.legend()
     return ax
 
