@@ -9,6 +9,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -237,21 +238,50 @@ def _gradient_function(objective: Objective, compile: bool) -> Callable[[Params,
     """(params, batch) -> (gradients, loss).
 
     Compiled, the whole meta-gradient is one torch.func graph (about 4x faster
-    for the sinusoid MLP). Eager, plain autograd is faster than torch.func's
+    for the sinusoid MLP), checked against the eager gradient on its first batch
+    (``CheckedCompiledGradient``). Eager, plain autograd is faster than torch.func's
     outer grad, by about a quarter for the conv nets. An objective with a
     `gradient(params, batch) -> (grads, loss)` method supplies its own.
     """
-    if compile:
-        compiled = torch.compile(grad_and_value(objective), dynamic=False)
-        return lambda params, batch: compiled({k: p.detach() for k, p in params.items()}, batch)
     own_gradient = getattr(objective, "gradient", None)
     if own_gradient is not None:  # the objective knows a cheaper way to the same gradient
-        return own_gradient
+        eager = own_gradient
+    else:
+        def eager(params: Params, batch: Any) -> tuple[Params, Tensor]:
+            loss = objective(params, batch)
+            return dict(zip(params, torch.autograd.grad(loss, list(params.values())))), loss
+    return CheckedCompiledGradient(objective, eager) if compile else eager
 
-    def gradient(params: Params, batch: Any) -> tuple[Params, Tensor]:
-        loss = objective(params, batch)
-        return dict(zip(params, torch.autograd.grad(loss, list(params.values())))), loss
-    return gradient
+
+class CheckedCompiledGradient:
+    """torch.compile's gradient, used only once it has matched the eager one on a real batch.
+
+    A compiled form can be fast and silently wrong: with ATEN_CPU_CAPABILITY=avx2 forced on an AVX-512 CPU
+    (torch 2.13.0), the compiled gradient of the pretrained baseline's loss came out NaN while the eager one and
+    the compiled forward were right. On the first call both run; if they disagree, training warns once and stays
+    eager (the same numbers, slower)."""
+
+    def __init__(self, objective: Objective, eager: Callable[[Params, Any], tuple[Params, Tensor]],
+                 rtol: float = 1e-4) -> None:
+        self.compiled = torch.compile(grad_and_value(objective), dynamic=False)
+        self.eager, self.rtol = eager, rtol
+        self.trusted: bool | None = None  # None until the first batch has been checked
+
+    def __call__(self, params: Params, batch: Any) -> tuple[Params, Tensor]:
+        if self.trusted is False:
+            return self.eager(params, batch)
+        grads, loss = self.compiled({k: p.detach() for k, p in params.items()}, batch)
+        if self.trusted is None:
+            reference, reference_loss = self.eager(params, batch)
+            flat = lambda g: torch.cat([t.detach().flatten() for t in g.values()])  # noqa: E731
+            self.trusted = bool(torch.allclose(flat(grads), flat(reference), rtol=self.rtol, atol=1e-6)
+                                and torch.allclose(loss, reference_loss, rtol=self.rtol))
+            if not self.trusted:
+                warnings.warn("torch.compile's meta-gradient does not match the eager one on this machine "
+                              f"(loss {float(loss):.6g} against {float(reference_loss):.6g}); training "
+                              "continues without compiling (same numbers, slower)", RuntimeWarning, stacklevel=2)
+                return reference, reference_loss
+        return grads, loss
 
 
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator_state: Tensor, iteration: int,

@@ -208,3 +208,37 @@ def test_prefetcher_raises_the_samplers_error_and_stops_when_closed():
     endless = Prefetcher(lambda g: torch.rand(1, generator=g), torch.Generator(), 10**6, pin_memory=False, depth=1)
     endless.close()
     assert not endless._thread.is_alive()
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_compiled_gradient_is_used_only_after_it_matched_the_eager_one(monkeypatch, broken):
+    """A compiled gradient that comes out wrong on the first batch (NaN, as torch.compile gave for the pretrained
+    baseline under ATEN_CPU_CAPABILITY=avx2) is dropped with a warning; a right one is used from then on."""
+    import helpers.train
+    from torch.func import grad_and_value
+
+    def objective(params, batch):
+        return ((params["w"] * batch) ** 2).sum()
+
+    def fake_compile(fn, **kwargs):
+        def run(params, batch):
+            grads, loss = fn(params, batch)
+            calls.append("compiled")
+            return ({k: g * float("nan") for k, g in grads.items()}, loss * float("nan")) if broken else (grads, loss)
+        return run
+
+    calls = []
+    monkeypatch.setattr(helpers.train.torch, "compile", fake_compile)
+    gradient = helpers.train._gradient_function(objective, compile=True)
+    params = {"w": torch.tensor([1.0, 2.0], requires_grad=True)}
+    batch = torch.tensor([3.0, 4.0])
+    expected, expected_loss = grad_and_value(objective)({"w": params["w"].detach()}, batch)
+    if broken:
+        with pytest.warns(RuntimeWarning, match="does not match the eager one"):
+            grads, loss = gradient(params, batch)
+    else:
+        grads, loss = gradient(params, batch)
+    assert torch.allclose(grads["w"], expected["w"]) and torch.allclose(loss, expected_loss)
+    grads, loss = gradient(params, batch)  # second batch: compiled if it was right, eager if not
+    assert torch.allclose(grads["w"], expected["w"])
+    assert calls == (["compiled"] if broken else ["compiled", "compiled"])
