@@ -258,8 +258,9 @@ class CheckedCompiledGradient:
 
     A compiled form can be fast and silently wrong: with ATEN_CPU_CAPABILITY=avx2 forced on an AVX-512 CPU
     (torch 2.13.0), the compiled gradient of the pretrained baseline's loss came out NaN while the eager one and
-    the compiled forward were right. On the first call both run; if they disagree, training warns once and stays
-    eager (the same numbers, slower)."""
+    the compiled forward were right; with ATEN_CPU_CAPABILITY=default, inductor's generated C++ did not compile
+    (``at::vec`` undeclared). On the first call both run; if the compiled one fails or disagrees, training warns
+    once and stays eager (the same numbers, slower)."""
 
     def __init__(self, objective: Objective, eager: Callable[[Params, Any], tuple[Params, Tensor]],
                  rtol: float = 1e-4) -> None:
@@ -270,7 +271,15 @@ class CheckedCompiledGradient:
     def __call__(self, params: Params, batch: Any) -> tuple[Params, Tensor]:
         if self.trusted is False:
             return self.eager(params, batch)
-        grads, loss = self.compiled({k: p.detach() for k, p in params.items()}, batch)
+        try:
+            grads, loss = self.compiled({k: p.detach() for k, p in params.items()}, batch)
+        except Exception as error:  # noqa: BLE001 (a compiler that cannot build here must not stop training)
+            if self.trusted:
+                raise
+            self.trusted = False
+            warnings.warn(f"torch.compile could not build the meta-gradient here ({type(error).__name__}); training "
+                          "continues without compiling (same numbers, slower)", RuntimeWarning, stacklevel=2)
+            return self.eager(params, batch)
         if self.trusted is None:
             reference, reference_loss = self.eager(params, batch)
             flat = lambda g: torch.cat([t.detach().flatten() for t in g.values()])  # noqa: E731

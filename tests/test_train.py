@@ -242,3 +242,21 @@ def test_compiled_gradient_is_used_only_after_it_matched_the_eager_one(monkeypat
     grads, loss = gradient(params, batch)  # second batch: compiled if it was right, eager if not
     assert torch.allclose(grads["w"], expected["w"])
     assert calls == (["compiled"] if broken else ["compiled", "compiled"])
+
+
+def test_a_compiler_that_fails_to_build_falls_back_to_eager(monkeypatch):
+    """With ATEN_CPU_CAPABILITY=default, inductor's C++ failed to compile on the first call: training goes on eager."""
+    import helpers.train
+
+    def failing_compile(fn, **kwargs):
+        def run(params, batch):
+            raise RuntimeError("C++ compile error")
+        return run
+
+    monkeypatch.setattr(helpers.train.torch, "compile", failing_compile)
+    gradient = helpers.train._gradient_function(lambda p, b: (p["w"] * b).sum(), compile=True)
+    params = {"w": torch.tensor([1.0, 2.0], requires_grad=True)}
+    with pytest.warns(RuntimeWarning, match="could not build"):
+        grads, loss = gradient(params, torch.tensor([3.0, 4.0]))
+    assert torch.equal(grads["w"], torch.tensor([3.0, 4.0])) and float(loss) == 11.0
+    assert torch.equal(gradient(params, torch.tensor([1.0, 1.0]))[0]["w"], torch.tensor([1.0, 1.0]))
