@@ -13,8 +13,8 @@ from .batches import TaskBatch
 from .checks import check_int_at_least, check_positive
 from .maml import InnerLoop, LossFn, Params, TaskBatching, meta_gradient, meta_loss, task_loss
 from .episodes import sample_episodes
-from .fast_paths import conv_net_cpu_paths, task_batching_on
 from .evaluate import VALIDATION_SEED, evaluate_fewshot
+from .fast_paths import conv_net_cpu_paths, task_batching_on
 from .models import ConvNet, SinusoidMLP
 from .miniimagenet import load_miniimagenet
 from .omniglot import load_omniglot

@@ -5,9 +5,8 @@ from typing import Any
 
 from torch import nn
 
-from .fast_paths import float32_numerics, task_batching_on
-
 from .evaluate import StepCurve, evaluate_fewshot, evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr
+from .fast_paths import float32_numerics, task_batching_on
 
 PRETRAINED_LR_CANDIDATES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 

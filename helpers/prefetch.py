@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import queue
 import threading
+from dataclasses import fields, replace
 from typing import Any, Callable, Iterator
 
 import torch
 
 
 def _pinned(batch: Any) -> Any:
-    pin = getattr(batch, "pin_memory", None)
-    if pin is not None:
-        return pin()
-    from dataclasses import fields, replace
+    """The batch (a dataclass such as TaskBatch) with every tensor copied into pinned memory."""
     return replace(batch, **{f.name: getattr(batch, f.name).contiguous().pin_memory() for f in fields(batch)
                              if isinstance(getattr(batch, f.name), torch.Tensor)})
 

@@ -207,8 +207,8 @@ def train(
                 bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
                           f"run the same command again to resume")
                 break
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if on_gpu:
+        torch.cuda.synchronize(device)  # the last replays are still queued
     loop_seconds = time.monotonic() - started - validation_seconds
     bar.close()
     final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,

@@ -32,13 +32,11 @@ def test_train_and_evaluate_without_ipywidgets_or_ipython(tmp_path):
     checkpoint = tmp_path / "short.pt"
     run = run_headless(f"""
         import sys
-        import helpers
         from helpers.__main__ import main
         assert main(["train", "sinusoid_maml", "--iterations", "3", "--no-compile", "--device", "cpu",
                      "--out", {str(checkpoint)!r}]) == 0
         assert main(["evaluate", "sinusoid_maml", "--checkpoint", {str(checkpoint)!r}, "--device", "cpu"]) == 0
         assert not any(name.split(".")[0] in ("ipywidgets", "IPython") for name in sys.modules)
-        print("notebook modules still load lazily:", "widgets" in helpers.NOTEBOOK_MODULES)
     """)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "sinusoid_maml: 3 iterations" in run.stdout
