@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from helpers.device import machine_name
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"lesson": 120.0, "solutions": 180.0}  # seconds, with one core busy
@@ -35,26 +36,16 @@ def run_notebook(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notebooks", nargs="*", type=Path, default=sorted((ROOT / "notebooks").glob("*.ipynb")))
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    print(f"{cpu_name()}, {multiprocessing.cpu_count()} cores | limits with one core busy: lesson "
+    print(f"{machine_name()} | limits with one core busy: lesson "
           f"{LIMITS['lesson']:.0f} s, solutions {LIMITS['solutions']:.0f} s")
     print(f"{'notebook':48s} {'quiet (s)':>10s} {'one core busy (s)':>18s}  within limit")
     over = 0
-    for path in args.notebooks:
+    for path in (p.resolve() for p in args.notebooks):  # nbconvert runs in the notebook's folder
         times: dict[str, list[float]] = {"quiet": [], "busy": []}
         for _ in range(args.repeats):
             times["quiet"].append(run_notebook(path))

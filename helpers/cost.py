@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from .device import machine_name
+
 
 @dataclass(frozen=True)
 class MetaStepCost:
@@ -113,8 +115,8 @@ def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_
                      progress: bool = True) -> dict:
     """Seconds and peak memory of one meta-iteration against inner steps, second and first order (notebook 05).
 
-    Each point is its own fresh process (`meta_iteration_cost`) at the experiment's training meta-batch; the
-    sinusoid's milliseconds are the median of 20 iterations, a conv iteration is timed once.
+    Each point is its own fresh process (`meta_iteration_cost`) at the experiment's training meta-batch; its time
+    is the median of 20 iterations (sinusoid) or 5 (conv net) after a first that sets up and measures memory.
     """
     rows = []
     for experiment in experiments:
@@ -122,7 +124,7 @@ def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_
             for n_steps in steps:
                 cost = meta_iteration_cost(experiment, first_order=first_order, n_inner_steps=n_steps,
                                            device=device, threads=threads,
-                                           repeats=20 if experiment.startswith("sinusoid") else 1)
+                                           repeats=20 if experiment.startswith("sinusoid") else 5)
                 rows.append({"experiment": experiment, "first_order": first_order, "inner_steps": n_steps,
                              "seconds": round(cost.seconds, 5), "peak_mib": round(cost.peak_mib, 2),
                              "meta_batch_size": cost.meta_batch_size})
@@ -130,7 +132,8 @@ def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_
                     order = "first" if first_order else "second"
                     print(f"{experiment:22s} {order:6s} order, {n_steps:2d} steps: {cost.seconds:8.4f} s, "
                           f"+{cost.peak_mib:8.1f} MiB", flush=True)
-    return {"device": device, "threads": threads, "torch": torch.__version__, "rows": rows}
+    return {"device": device, "machine": machine_name() if device == "cpu" else device, "threads": threads,
+            "torch": torch.__version__, "rows": rows}
 
 
 def meta_iteration_cost(experiment: str, *, meta_batch_size: int | None = None, first_order: bool | None = None,

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,3 +46,16 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def machine_name() -> str:
+    """The processor (or GPU) that a stored timing was measured on, for the figures that quote it."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"

@@ -16,12 +16,15 @@ def _summary(curve: StepCurve, steps: tuple[int, ...]) -> dict[str, Any]:
                             "median": round(float(curve.median[s]), 4)} for s in steps}
 
 
-def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> dict[str, Any]:
+def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600, *, inner_lr: float | None = None,
+                    adapted: frozenset[str] | None = None) -> dict[str, Any]:
     """Test accuracy (%) over `n_tasks` seeded test tasks after 0, 1, the training's steps and 10 steps.
 
     Twice: as the paper's reference code scores it (K query images per class,
     `test_accuracy_step*`) and with 15 query images per class
     (`test_accuracy_15query_step*`); notebook 03 explains why they differ.
+    `inner_lr` (default: the cell's) and `adapted` score a model trained with
+    another recipe (tools/reference_recipe.py) on the same tasks.
     """
     from .experiments import FEWSHOT_CELLS, fewshot_images
 
@@ -34,9 +37,10 @@ def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> di
     for prefix, n_query in (("test_accuracy", cell.k_shot), ("test_accuracy_15query", 15)):
         with float32_numerics(device):
             curve = evaluate_fewshot(model, params, images, n_way=cell.n_way, k_shot=cell.k_shot,
-                                     n_query=n_query, n_tasks=n_tasks, inner_lr=cell.inner_lr, max_steps=10,
+                                     n_query=n_query, n_tasks=n_tasks, inner_lr=inner_lr or cell.inner_lr, max_steps=10,
                                      scored_steps=steps, rotate=cell.dataset == "omniglot",
-                                     task_batching=task_batching_on(device, cell.task_batching))
+                                     task_batching=task_batching_on(device, cell.task_batching),
+                                     adapted=adapted)
         for step in curve.steps:
             mean, ci95 = curve.at(step)
             metrics[f"{prefix}_step{step}"] = {"mean": round(100 * mean, 2), "ci95": round(100 * ci95, 2)}

@@ -2,6 +2,7 @@
 import pytest
 
 from helpers.cost import meta_iteration_cost, measure_here, steps_cost_table
+from helpers.device import machine_name
 from test_omniglot import needs_data
 
 
@@ -29,3 +30,4 @@ def test_sinusoid_steps_cost_more_time_in_second_order():
     seconds = {(row["first_order"], row["inner_steps"]): row["seconds"] for row in table["rows"]}
     assert len(table["rows"]) == 4 and all(row["meta_batch_size"] == 25 for row in table["rows"])
     assert seconds[False, 10] > 2 * seconds[False, 1], seconds
+    assert table["machine"] == machine_name() and "cores" in table["machine"]  # timings name where they were taken

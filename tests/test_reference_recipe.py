@@ -53,13 +53,55 @@ def test_per_image_factor_turns_the_summed_query_loss_into_the_mean() -> None:
         assert reference_recipe.per_image(cell, False) == 1.0
 
 
-@pytest.mark.skipif(not (OMNIGLOT / "images_background.zip").is_file(), reason=f"no Omniglot archives in {OMNIGLOT}")
-def test_variants_train_from_the_same_seed_and_report_per_image_losses() -> None:
-    results = {variant: reference_recipe.run("omniglot_5way_1shot", variant, iterations=4, validate_every=4, block=2)
+needs_omniglot = pytest.mark.skipif(not (OMNIGLOT / "images_background.zip").is_file(),
+                                    reason=f"no Omniglot archives in {OMNIGLOT}")
+TINY = dict(validate_every=4, validation_tasks=3, test_tasks=3, block=2)
+
+
+@needs_omniglot
+def test_variants_train_from_the_same_seed_and_report_per_image_losses(tmp_path: Path) -> None:
+    results = {variant: reference_recipe.leg("omniglot_5way_1shot", variant, until=4, score_at=(),
+                                             checkpoint_dir=tmp_path / "first", **TINY)
                for variant in ("project", "reference")}
     for result in results.values():
         assert len(result["loss_per_image"]) == 2 and [it for it, _ in result["validation"]] == [4]
         assert 0 < min(result["loss_per_image"]) and 0 <= result["validation"][0][1] <= 100
-    again = reference_recipe.run("omniglot_5way_1shot", "reference", iterations=4, validate_every=4, block=2)
+    again = reference_recipe.leg("omniglot_5way_1shot", "reference", until=4, score_at=(),
+                                 checkpoint_dir=tmp_path / "again", **TINY)
     assert again["loss_per_image"] == results["reference"]["loss_per_image"]  # same seed, same numbers
     assert results["project"]["loss_per_image"] != results["reference"]["loss_per_image"]
+
+
+@needs_omniglot
+def test_a_leg_scores_each_milestone_and_resumes_as_one_unbroken_run(tmp_path: Path) -> None:
+    unbroken = reference_recipe.leg("omniglot_5way_1shot", "loss", until=4, score_at=(),
+                                    checkpoint_dir=tmp_path / "unbroken", **TINY)
+    assert unbroken["test_at_iteration"] == {}
+    first = reference_recipe.leg("omniglot_5way_1shot", "loss", until=2, score_at=(2, 4),
+                                 checkpoint_dir=tmp_path / "legs", **TINY)
+    assert first["iteration"] == 2 and set(first["test_at_iteration"]) == {"2"}
+    second = reference_recipe.leg("omniglot_5way_1shot", "loss", until=4, score_at=(2, 4),
+                                  checkpoint_dir=tmp_path / "legs", **TINY)
+    assert second["iteration"] == 4 and set(second["test_at_iteration"]) == {"2", "4"}
+    assert second["test_at_iteration"]["2"] == first["test_at_iteration"]["2"]  # scored once, kept
+    assert second["loss_per_image"] == unbroken["loss_per_image"]
+    assert second["validation"] == unbroken["validation"]
+    scores = second["test_at_iteration"]["4"]
+    assert scores["test_tasks"] == 3 and 0 <= scores["test_accuracy_step1"]["mean"] <= 100
+
+
+@needs_omniglot
+def test_a_leg_scores_with_its_own_inner_step_and_adapted_weights(tmp_path: Path) -> None:
+    """The summed loss's step α is a step of N·α on the mean; the reference net never adapts its shifts."""
+    cell = FEWSHOT_CELLS["omniglot_5way_1shot"]
+    reference = reference_recipe.make_variant("omniglot_5way_1shot", "reference")
+    assert reference.inner_lr == cell.n_way * cell.inner_lr and reference.adapted is not None
+    project = reference_recipe.make_variant("omniglot_5way_1shot", "project")
+    assert project.inner_lr == cell.inner_lr and project.adapted is None
+    x, y = torch.rand(5, 1, 28, 28, dtype=torch.float64), torch.arange(5)  # float64: equal up to rounding
+    params = dict(reference.model.double().named_parameters())
+    summed_step = adapt(reference.model, params, x, y, reference.objective.inner)
+    mean_step = adapt(reference.model, params, x, y, InnerLoop(reference.inner_lr, reference.objective.inner.steps,
+                                                                loss_fn=F.cross_entropy, adapted=reference.adapted))
+    for name in params:
+        torch.testing.assert_close(summed_step[name], mean_step[name])

@@ -12,29 +12,41 @@ state, and any of them could explain part of a gap to Table 1:
 
 `--variant project` runs the cell as `python -m helpers train` does; `loss` changes (1) only; `reference` changes
 all three. Every variant starts from the same seed and meets the same episodes, so the per-image training loss of
-each block of iterations compares directly; validation is the training's own (100 validation tasks).
+each block of iterations compares directly.
 
-    OMNIGLOT_DIR=... python tools/reference_recipe.py omniglot_20way_1shot --variant loss --iterations 500
+Each variant is a leg with its own checkpoint in `data/ab/` that the same command resumes (`--minutes` ends it
+with a checkpoint, as `python -m helpers train` does). It is validated every `--validate-every` iterations on
+`--validation-tasks` validation tasks, and at each `--score-at` iteration it stops to score the 600 test tasks
+both ways (K and 15 query images per class), with the inner steps written as steps on the mean loss, before
+going on. `--report` prints where every leg in `data/ab/` stands.
+
+    MINIIMAGENET_DIR=... python tools/reference_recipe.py miniimagenet_5way_1shot_first_order --variant reference \
+        --until 6000 --minutes 120
+    python tools/reference_recipe.py --report
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from helpers.checkpoints import load_checkpoint
 from helpers.evaluate import VALIDATION_SEED, evaluate_fewshot
-from helpers.experiments import FEWSHOT_CELLS, FewShotCell, fewshot_images, get_experiment
+from helpers.experiments import FEWSHOT_CELLS, FewShotCell, MAMLObjective, fewshot_images, get_experiment
 from helpers.maml import LossFn
+from helpers.metrics import fewshot_metrics
 from helpers.models import BatchStatsNorm2d, ConvNet
 from helpers.train import train
 
 VARIANTS = ("project", "loss", "reference")
+AB_DIR = Path(__file__).resolve().parent.parent / "data" / "ab"  # the legs' checkpoints, small enough to commit
 
 
 class SpatialMean(nn.Module):
@@ -70,8 +82,19 @@ def per_image(cell: FewShotCell, summed: bool) -> float:
     return cell.k_shot / (cell.n_way * cell.n_query) if summed else 1.0
 
 
-def run(name: str, variant: str, iterations: int, validate_every: int, seed: int = 0, block: int = 50) -> dict:
-    """Train `name` with `variant` from scratch; per-image loss per `block` iterations and validation scores."""
+@dataclass
+class Variant:
+    """A cell trained with one variant of the recipe: its net, objective and how its inner steps are scored."""
+
+    cell: FewShotCell
+    model: ConvNet
+    objective: MAMLObjective
+    adapted: frozenset[str] | None  # None: every parameter
+    inner_lr: float  # the inner step as a step on the mean loss (N·α for the summed loss)
+    summed: bool
+
+
+def make_variant(name: str, variant: str, seed: int = 0) -> Variant:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     cell, experiment = FEWSHOT_CELLS[name], get_experiment(name)
@@ -85,38 +108,138 @@ def run(name: str, variant: str, iterations: int, validate_every: int, seed: int
     objective = experiment.make_objective(model)  # what `python -m helpers train` steps with; then the variant's
     objective.inner = replace(objective.inner, adapted=adapted,  # loss and adapted names in its one inner loop
                               loss_fn=summed_over_shots(cell.k_shot) if summed else F.cross_entropy)
-    images = fewshot_images(cell.dataset, "val")
+    return Variant(cell, model, objective, adapted, cell.inner_lr * (cell.n_way if summed else 1), summed)
 
-    def validate(m: nn.Module) -> float:  # the same inner steps, written as steps on the mean loss
-        curve = evaluate_fewshot(m, dict(m.named_parameters()), images, n_way=cell.n_way, k_shot=cell.k_shot,
-                                 n_tasks=100, inner_lr=cell.inner_lr * (cell.n_way if summed else 1),
-                                 max_steps=cell.n_inner_steps, seed=VALIDATION_SEED,
-                                 rotate=cell.dataset == "omniglot", task_batching=cell.task_batching, adapted=adapted,
-                                 scored_steps=(cell.n_inner_steps,))
+
+def validator(v: Variant, n_tasks: int) -> Callable[[nn.Module], float]:
+    """Accuracy after the training's steps on the first `n_tasks` validation tasks (15 query images per class)."""
+    images = fewshot_images(v.cell.dataset, "val")
+
+    def validate(model: nn.Module) -> float:
+        curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=v.cell.n_way,
+                                 k_shot=v.cell.k_shot, n_tasks=n_tasks, inner_lr=v.inner_lr,
+                                 max_steps=v.cell.n_inner_steps, seed=VALIDATION_SEED,
+                                 rotate=v.cell.dataset == "omniglot", task_batching=v.cell.task_batching,
+                                 adapted=v.adapted, scored_steps=(v.cell.n_inner_steps,))
         return float(curve.mean[-1])
+    return validate
 
-    started = time.perf_counter()
-    result = train(model, objective, experiment.make_sampler(),
-                   replace(experiment.train_config, n_iterations=iterations, seed=seed, log_every=block),
-                   experiment=f"{name}_{variant}", objective_config={**experiment.objective_config, "variant": variant},
-                   validate=validate, validate_every=validate_every, progress=False)
-    return {"cell": name, "variant": variant, "iterations": iterations, "seed": seed,
-            "seconds": round(time.perf_counter() - started, 1),
-            "block": block, "loss_per_image": [round(loss * per_image(cell, summed), 4) for loss in result.loss_history],
-            "validation": [(it, round(100 * score, 2)) for it, score in result.checkpoint.validation_history]}
+
+def leg_path(name: str, variant: str, checkpoint_dir: Path = AB_DIR) -> Path:
+    return Path(checkpoint_dir) / f"{name}_{variant}.pt"
+
+
+def leg(name: str, variant: str, *, until: int, minutes: float | None = None, validate_every: int = 500,
+        validation_tasks: int = 300, score_at: Sequence[int] = (2000, 4000, 6000), test_tasks: int = 600,
+        seed: int = 0, checkpoint_dir: Path = AB_DIR, block: int = 50) -> dict[str, Any]:
+    """Train `variant` of `name` towards iteration `until`, resuming its checkpoint; score each `score_at` reached.
+
+    Returns `summary(...)` of the leg. The test scores of iteration `m` are kept beside the checkpoint, in
+    `scores_path(...)` under `str(m)` (a checkpoint written later in training does not carry them).
+    """
+    path = leg_path(name, variant, checkpoint_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    experiment = get_experiment(name)
+    config = replace(experiment.train_config, seed=seed, log_every=block)  # the paper's schedule; `until` stops it
+    objective_config = {**experiment.objective_config, "variant": variant, "validation_tasks": validation_tasks}
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    milestones = sorted(m for m in set(score_at) if m <= until)
+    while True:
+        v = make_variant(name, variant, seed)
+        iteration, scored = 0, _read_scores(path)
+        if scored and not path.exists():
+            raise FileExistsError(f"{scores_path(path)} holds scores of a leg whose checkpoint {path} is gone; "
+                                  f"remove it to start the leg afresh")
+        if path.exists():
+            saved = load_checkpoint(path, expected_model_config=v.model.config())
+            iteration = saved.iteration
+            if iteration in milestones and str(iteration) not in scored:  # reached, not yet scored
+                v.model.load_state_dict(saved.state_dict)
+                started = time.perf_counter()
+                scores = fewshot_metrics(name, v.model, test_tasks, inner_lr=v.inner_lr, adapted=v.adapted)
+                scored[str(iteration)] = scores
+                scores_path(path).write_text(json.dumps(scored, indent=1) + "\n")
+                print(f"{name} {variant}: iteration {iteration} scored on {test_tasks} test tasks in "
+                      f"{time.perf_counter() - started:.0f} s: {_headline(v.cell, scores)}", flush=True)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if iteration >= until or (remaining is not None and remaining <= 0):
+            return summary(path)
+        stop = min([m for m in milestones if m > iteration] + [until])
+        result = train(v.model, v.objective, experiment.make_sampler(), config, experiment=f"{name}_{variant}",
+                       objective_config=objective_config, checkpoint_path=path,
+                       command="python tools/reference_recipe.py " + f"{name} --variant {variant} --until {until}",
+                       validate=validator(v, validation_tasks), validate_every=validate_every, progress=False,
+                       stop_after_seconds=remaining, stop_at_iteration=stop)
+        if result.iteration < stop:  # out of time: the checkpoint resumes
+            return summary(path)
+
+
+def scores_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".scores.json")
+
+
+def _read_scores(checkpoint: Path) -> dict[str, Any]:
+    path = scores_path(checkpoint)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def summary(path: Path) -> dict[str, Any]:
+    """A leg's curves and scores from its checkpoint: what notebook 04 and the closing notes read."""
+    saved = load_checkpoint(path)
+    name, variant = saved.experiment.rsplit("_", 1)
+    cell = FEWSHOT_CELLS[name]
+    summed = variant in ("loss", "reference")
+    return {"cell": name, "variant": variant, "iteration": saved.iteration,
+            "block": saved.train_config["log_every"],
+            "loss_per_image": [round(loss * per_image(cell, summed), 4) for loss in saved.loss_history],
+            "validation": [(it, round(100 * score, 2)) for it, score in saved.validation_history],
+            "test_at_iteration": _read_scores(path)}
+
+
+def _headline(cell: FewShotCell, scores: dict[str, Any]) -> str:
+    parts = []
+    for prefix, label in (("test_accuracy", f"{cell.k_shot} query/class"), ("test_accuracy_15query", "15")):
+        s = scores[f"{prefix}_step{cell.test_steps}"]
+        parts.append(f"{s['mean']:.2f} ± {s['ci95']:.2f}% ({label})")
+    return ", ".join(parts) + f" after {cell.test_steps} steps"
+
+
+def report(checkpoint_dir: Path = AB_DIR) -> None:
+    for path in sorted(Path(checkpoint_dir).glob("*.pt")):
+        s = summary(path)
+        cell = FEWSHOT_CELLS[s["cell"]]
+        last = s["validation"][-1] if s["validation"] else None
+        print(f"{s['cell']} {s['variant']}: {s['iteration']} iterations"
+              + (f", validation {last[1]:.2f}% at {last[0]}" if last else ""))
+        for it, scores in sorted(s["test_at_iteration"].items(), key=lambda kv: int(kv[0])):
+            print(f"  test at {it}: {_headline(cell, scores)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cell", choices=sorted(FEWSHOT_CELLS))
+    parser.add_argument("cell", nargs="?", choices=sorted(FEWSHOT_CELLS))
     parser.add_argument("--variant", choices=VARIANTS, default="loss")
-    parser.add_argument("--iterations", type=int, default=500)
-    parser.add_argument("--validate-every", type=int, default=250, help="a multiple of 50")
+    parser.add_argument("--until", type=int, default=6000, help="the iteration to train to")
+    parser.add_argument("--minutes", type=float, help="stop after about this many minutes; the same command resumes")
+    parser.add_argument("--validate-every", type=int, default=500, help="a multiple of 50")
+    parser.add_argument("--validation-tasks", type=int, default=300)
+    parser.add_argument("--score-at", type=int, nargs="*", default=[2000, 4000, 6000])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also write the result as JSON here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one per leg, legs side by side)")
+    parser.add_argument("--checkpoint-dir", type=Path, default=AB_DIR)
+    parser.add_argument("--report", action="store_true", help="print where every leg stands and exit")
+    parser.add_argument("--out", type=Path, help="also write the leg's summary as JSON here")
     args = parser.parse_args()
-    result = run(args.cell, args.variant, args.iterations, args.validate_every, args.seed)
-    print(json.dumps(result))
+    if args.report:
+        report(args.checkpoint_dir)
+        return
+    if args.cell is None:
+        parser.error("name a cell, or pass --report")
+    torch.set_num_threads(args.threads)
+    result = leg(args.cell, args.variant, until=args.until, minutes=args.minutes, validate_every=args.validate_every,
+                 validation_tasks=args.validation_tasks, score_at=args.score_at, seed=args.seed,
+                 checkpoint_dir=args.checkpoint_dir)
+    print(json.dumps({k: v for k, v in result.items() if k != "loss_per_image"}))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
