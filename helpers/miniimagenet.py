@@ -151,7 +151,7 @@ def load_miniimagenet(split: str, root: str | Path | None = None, *,
     if not cache.is_file():
         images = _decode_split(_image_source(folder, split), classes, split)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(cache.stem + ".part.npy")
+        partial = cache.with_name(f"{cache.stem}.{os.getpid()}.part.npy")  # one per process: two first uses at once must not share it
         np.save(partial, images)
         partial.replace(cache)
     mapped = np.load(cache, mmap_mode="r")

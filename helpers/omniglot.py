@@ -150,7 +150,7 @@ def load_omniglot(root: str | Path | None = None, *, download: bool = False,
     else:
         images, names = _preprocess(folder)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_name(cache.stem + ".part.npz")
+        partial = cache.with_name(f"{cache.stem}.{os.getpid()}.part.npz")  # one per process: two first uses at once must not share it
         np.savez(partial, images=images, names=np.array(names))
         partial.replace(cache)
     return Omniglot(torch.from_numpy(images), names, _paper_split())

@@ -50,3 +50,14 @@ def test_a_short_run_trains_is_deterministic_and_scores(tmp_path, monkeypatch) -
     assert first.rates["net/0/weight"].shape == (5,)  # MAML++: one rate per layer and step
     curve = beyond.scores(variant, first, n_tasks=20)
     assert torch.isfinite(curve.per_task[:, 1]).all()
+
+
+def test_retiming_keeps_the_scores_and_names_the_machine() -> None:
+    table = json.loads((beyond.RESULTS / "table.json").read_text())
+    sinusoid = {**table, "rows": [row for row in table["rows"] if row["benchmark"] == "sinusoid"][:2]}
+    retimed = beyond.retime_table(sinusoid, repeats=1)
+    assert retimed["machine"] == beyond.machine_name() and retimed["threads"] == torch.get_num_threads()
+    for before, after in zip(sinusoid["rows"], retimed["rows"]):
+        assert {k: v for k, v in after.items() if k != "seconds_per_iteration"} == \
+            {k: v for k, v in before.items() if k != "seconds_per_iteration"}
+        assert 0 < after["seconds_per_iteration"] < 1  # a sinusoid MLP iteration: milliseconds

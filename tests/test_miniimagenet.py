@@ -1,6 +1,9 @@
 """MiniImagenet: the real splits from ../shared, the cache, episodes, and clear errors for bad input."""
+import hashlib
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -94,6 +97,42 @@ def test_both_layouts_load(tmp_path, layout):
     with pytest.warns(UserWarning, match="has 2 classes; Ravi & Larochelle's test split has 20"):
         data = miniimagenet.load_miniimagenet("test", tmp_path / "mini", cache_dir=tmp_path / "cache")
     assert data.images.shape == (2, 600, 3, 84, 84) and data.class_names == ["n00000000", "n00000001"]
+
+
+TWO_AT_ONCE = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from helpers import miniimagenet
+cache = Path(sys.argv[2])
+save = np.save
+def save_then_wait(path, array):  # both processes hold a written partial file before either renames it
+    save(path, array)
+    (cache / f"saved.{sys.argv[3]}").touch()
+    deadline = time.monotonic() + 60
+    while len(list(cache.glob("saved.*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+np.save = save_then_wait
+print(miniimagenet.load_miniimagenet("test", sys.argv[1], cache_dir=cache).images.shape)
+"""
+
+
+def test_two_processes_may_decode_the_same_split_at_once(tmp_path):
+    """Training legs started side by side all decode on first use; none may lose the cache file to another."""
+    fake_split(tmp_path / "mini")
+    (tmp_path / "cache").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONWARNINGS": "ignore"}
+    runs = [subprocess.Popen([sys.executable, "-c", TWO_AT_ONCE, str(tmp_path / "mini"), str(tmp_path / "cache"),
+                              str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-500:] for _, err in outputs]
+    assert all("torch.Size([2, 600, 3, 84, 84])" in out for out, _ in outputs)
+    assert [p.name for p in (tmp_path / "cache").glob("*.npy")] == [f"miniimagenet84_test_{_csv_key(tmp_path)}.npy"]
+
+
+def _csv_key(tmp_path: Path) -> str:
+    return hashlib.sha1((tmp_path / "mini" / "test.csv").read_bytes()).hexdigest()[:16]
 
 
 def test_missing_folder_says_where_it_looked_what_it_expected_and_where_to_get_it(tmp_path, monkeypatch):
