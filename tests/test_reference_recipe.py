@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import ab_legs
 from helpers.experiments import FEWSHOT_CELLS, fewshot_model
 from helpers.maml import InnerLoop, adapt
 from helpers.models import BatchStatsNorm2d
@@ -49,8 +50,8 @@ def test_per_image_factor_turns_the_summed_query_loss_into_the_mean() -> None:
         images = cell.n_way * cell.n_query
         logits, labels = torch.randn(images, cell.n_way), torch.arange(cell.n_way).repeat_interleave(cell.n_query)
         summed = reference_recipe.summed_over_shots(cell.k_shot)(logits, labels)
-        torch.testing.assert_close(summed * reference_recipe.per_image(cell, True), F.cross_entropy(logits, labels))
-        assert reference_recipe.per_image(cell, False) == 1.0
+        torch.testing.assert_close(summed * ab_legs.per_image(cell, True), F.cross_entropy(logits, labels))
+        assert ab_legs.per_image(cell, False) == 1.0
 
 
 needs_omniglot = pytest.mark.skipif(not (OMNIGLOT / "images_background.zip").is_file(),
@@ -88,6 +89,19 @@ def test_a_leg_scores_each_milestone_and_resumes_as_one_unbroken_run(tmp_path: P
     assert second["validation"] == unbroken["validation"]
     scores = second["test_at_iteration"]["4"]
     assert scores["test_tasks"] == 3 and 0 <= scores["test_accuracy_step1"]["mean"] <= 100
+    assert ab_legs.stored_legs("omniglot_5way_1shot", tmp_path / "legs") == {"loss": second}
+
+
+def test_shipped_legs_are_scored_at_every_milestone_they_passed() -> None:
+    """notebook 04 draws these: each leg validated every 500 iterations on 300 tasks, scored on 600 at milestones."""
+    legs = ab_legs.stored_legs("miniimagenet_5way_1shot_first_order")
+    assert {"loss", "reference"} <= legs.keys()
+    for variant, leg in legs.items():
+        assert leg["validation_tasks"] == 300 and [it for it, _ in leg["validation"]] == \
+            list(range(500, leg["iteration"] + 1, 500)), variant
+        assert sorted(map(int, leg["test_at_iteration"])) == [m for m in (2000, 4000, 6000) if m <= leg["iteration"]]
+        assert all(s["test_tasks"] == 600 for s in leg["test_at_iteration"].values())
+        assert len(leg["loss_per_image"]) == leg["iteration"] // leg["block"]
 
 
 @needs_omniglot

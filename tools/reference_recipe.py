@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from helpers.ab_legs import AB_DIR, VARIANTS, leg_path, read_scores, scores_path, summary
 from helpers.checkpoints import load_checkpoint
 from helpers.evaluate import VALIDATION_SEED, evaluate_fewshot
 from helpers.experiments import FEWSHOT_CELLS, FewShotCell, MAMLObjective, fewshot_images, get_experiment
@@ -45,8 +46,6 @@ from helpers.metrics import fewshot_metrics
 from helpers.models import BatchStatsNorm2d, ConvNet
 from helpers.train import train
 
-VARIANTS = ("project", "loss", "reference")
-AB_DIR = Path(__file__).resolve().parent.parent / "data" / "ab"  # the legs' checkpoints, small enough to commit
 
 
 class SpatialMean(nn.Module):
@@ -75,11 +74,6 @@ def reference_net(model: ConvNet, cell: FewShotCell) -> frozenset[str]:
         nn.init.zeros_(model.classifier.bias)
     shifts = {f"{name}.bias" for name, m in model.named_modules() if isinstance(m, BatchStatsNorm2d)}
     return frozenset(name for name, _ in model.named_parameters() if name not in shifts)
-
-
-def per_image(cell: FewShotCell, summed: bool) -> float:
-    """What turns a meta-batch's training loss into the mean loss per query image (Σ/K over N·Q images: K/(N·Q))."""
-    return cell.k_shot / (cell.n_way * cell.n_query) if summed else 1.0
 
 
 @dataclass
@@ -125,10 +119,6 @@ def validator(v: Variant, n_tasks: int) -> Callable[[nn.Module], float]:
     return validate
 
 
-def leg_path(name: str, variant: str, checkpoint_dir: Path = AB_DIR) -> Path:
-    return Path(checkpoint_dir) / f"{name}_{variant}.pt"
-
-
 def leg(name: str, variant: str, *, until: int, minutes: float | None = None, validate_every: int = 500,
         validation_tasks: int = 300, score_at: Sequence[int] = (2000, 4000, 6000), test_tasks: int = 600,
         seed: int = 0, checkpoint_dir: Path = AB_DIR, block: int = 50) -> dict[str, Any]:
@@ -146,7 +136,7 @@ def leg(name: str, variant: str, *, until: int, minutes: float | None = None, va
     milestones = sorted(m for m in set(score_at) if m <= until)
     while True:
         v = make_variant(name, variant, seed)
-        iteration, scored = 0, _read_scores(path)
+        iteration, scored = 0, read_scores(path)
         if scored and not path.exists():
             raise FileExistsError(f"{scores_path(path)} holds scores of a leg whose checkpoint {path} is gone; "
                                   f"remove it to start the leg afresh")
@@ -172,28 +162,6 @@ def leg(name: str, variant: str, *, until: int, minutes: float | None = None, va
                        stop_after_seconds=remaining, stop_at_iteration=stop)
         if result.iteration < stop:  # out of time: the checkpoint resumes
             return summary(path)
-
-
-def scores_path(checkpoint: Path) -> Path:
-    return checkpoint.with_suffix(".scores.json")
-
-
-def _read_scores(checkpoint: Path) -> dict[str, Any]:
-    path = scores_path(checkpoint)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def summary(path: Path) -> dict[str, Any]:
-    """A leg's curves and scores from its checkpoint: what notebook 04 and the closing notes read."""
-    saved = load_checkpoint(path)
-    name, variant = saved.experiment.rsplit("_", 1)
-    cell = FEWSHOT_CELLS[name]
-    summed = variant in ("loss", "reference")
-    return {"cell": name, "variant": variant, "iteration": saved.iteration,
-            "block": saved.train_config["log_every"],
-            "loss_per_image": [round(loss * per_image(cell, summed), 4) for loss in saved.loss_history],
-            "validation": [(it, round(100 * score, 2)) for it, score in saved.validation_history],
-            "test_at_iteration": _read_scores(path)}
 
 
 def _headline(cell: FewShotCell, scores: dict[str, Any]) -> str:
