@@ -1,6 +1,7 @@
 """The headline numbers stored in each checkpoint's metadata after training."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -17,14 +18,16 @@ def _summary(curve: StepCurve, steps: tuple[int, ...]) -> dict[str, Any]:
 
 
 def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600, *, inner_lr: float | None = None,
-                    adapted: frozenset[str] | None = None) -> dict[str, Any]:
+                    adapted: frozenset[str] | None = None, per_task: bool = False) -> dict[str, Any]:
     """Test accuracy (%) over `n_tasks` seeded test tasks after 0, 1, the training's steps and 10 steps.
 
     Twice: as the paper's reference code scores it (K query images per class,
     `test_accuracy_step*`) and with 15 query images per class
     (`test_accuracy_15query_step*`); notebook 03 explains why they differ.
     `inner_lr` (default: the cell's) and `adapted` score a model trained with
-    another recipe (tools/reference_recipe.py) on the same tasks.
+    another recipe (tools/reference_recipe.py) on the same tasks. `per_task` also keeps each task's accuracy
+    after the test steps (`..._step{N}_per_task`), so two models scored on the same tasks compare task by task
+    (`paired_difference`), with an interval far tighter than their two intervals side by side.
     """
     from .experiments import FEWSHOT_CELLS, fewshot_images
 
@@ -44,7 +47,20 @@ def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600, *, in
         for step in curve.steps:
             mean, ci95 = curve.at(step)
             metrics[f"{prefix}_step{step}"] = {"mean": round(100 * mean, 2), "ci95": round(100 * ci95, 2)}
+        if per_task:
+            column = curve.per_task[:, curve.steps.index(cell.test_steps)]
+            metrics[f"{prefix}_step{cell.test_steps}_per_task"] = [round(100 * float(a), 4) for a in column]
     return metrics
+
+
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
+    """(mean of a − b, 95% CI half-width) over the same tasks: 1.96·σ(a − b)/√n, the paired interval."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need two equal lists of two or more tasks, got {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, 1.96 * math.sqrt(var / len(diffs))
 
 
 def experiment_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> dict[str, Any]:

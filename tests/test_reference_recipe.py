@@ -1,4 +1,6 @@
 """tools/reference_recipe.py: the reference code's loss and net, as the A/B runs of the Table 1 cells use them."""
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ import torch.nn.functional as F
 from helpers import ab_legs
 from helpers.experiments import FEWSHOT_CELLS, fewshot_model
 from helpers.maml import InnerLoop, adapt
+from helpers.metrics import paired_difference
 from helpers.models import BatchStatsNorm2d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -89,6 +92,10 @@ def test_a_leg_scores_each_milestone_and_resumes_as_one_unbroken_run(tmp_path: P
     assert second["validation"] == unbroken["validation"]
     scores = second["test_at_iteration"]["4"]
     assert scores["test_tasks"] == 3 and 0 <= scores["test_accuracy_step1"]["mean"] <= 100
+    steps = FEWSHOT_CELLS["omniglot_5way_1shot"].test_steps
+    for prefix in ("test_accuracy", "test_accuracy_15query"):  # each task kept, and they make the stored mean
+        tasks = scores[f"{prefix}_step{steps}_per_task"]
+        assert len(tasks) == 3 and abs(sum(tasks) / 3 - scores[f"{prefix}_step{steps}"]["mean"]) < 0.01
     assert ab_legs.stored_legs("omniglot_5way_1shot", tmp_path / "legs") == {"loss": second}
 
 
@@ -119,3 +126,28 @@ def test_a_leg_scores_with_its_own_inner_step_and_adapted_weights(tmp_path: Path
                                                                 loss_fn=F.cross_entropy, adapted=reference.adapted))
     for name in params:
         torch.testing.assert_close(summed_step[name], mean_step[name])
+
+
+@needs_omniglot
+def test_rescoring_keeps_each_task_and_refuses_a_checkpoint_the_stored_scores_did_not_come_from(tmp_path: Path) -> None:
+    leg = reference_recipe.leg("omniglot_5way_1shot", "loss", until=2, score_at=(2,), checkpoint_dir=tmp_path, **TINY)
+    kept = leg["test_at_iteration"]["2"]
+    path = ab_legs.leg_path("omniglot_5way_1shot", "loss", tmp_path)
+    means_only = {k: v for k, v in kept.items() if not k.endswith("_per_task")}  # as scores were first stored
+    ab_legs.scores_path(path).write_text(json.dumps({"2": means_only}))
+    again = reference_recipe.rescore("omniglot_5way_1shot", "loss", test_tasks=3, checkpoint_dir=tmp_path)
+    assert again == kept and ab_legs.read_scores(path) == {"2": kept}
+    means_only["test_accuracy_step1"] = {"mean": kept["test_accuracy_step1"]["mean"] + 1.0, "ci95": 0.0}
+    ab_legs.scores_path(path).write_text(json.dumps({"2": means_only}))
+    with pytest.raises(RuntimeError, match="not the checkpoint"):
+        reference_recipe.rescore("omniglot_5way_1shot", "loss", test_tasks=3, checkpoint_dir=tmp_path)
+    assert ab_legs.read_scores(path) == {"2": means_only}  # nothing written
+
+
+def test_paired_difference_is_the_interval_of_the_per_task_differences() -> None:
+    a, b = [50.0, 60.0, 70.0, 80.0], [40.0, 52.0, 58.0, 70.0]  # differences 10, 8, 12, 10: mean 10, σ² 8/3
+    mean, ci95 = paired_difference(a, b)
+    assert mean == pytest.approx(10.0) and ci95 == pytest.approx(1.96 * math.sqrt(8 / 3 / 4))
+    assert paired_difference(a, a) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="equal lists"):
+        paired_difference(a, b[:3])

@@ -144,13 +144,12 @@ def leg(name: str, variant: str, *, until: int, minutes: float | None = None, va
             saved = load_checkpoint(path, expected_model_config=v.model.config())
             iteration = saved.iteration
             if iteration in milestones and str(iteration) not in scored:  # reached, not yet scored
-                v.model.load_state_dict(saved.state_dict)
                 started = time.perf_counter()
-                scores = fewshot_metrics(name, v.model, test_tasks, inner_lr=v.inner_lr, adapted=v.adapted)
-                scored[str(iteration)] = scores
+                scored[str(iteration)] = _score(v, name, saved.state_dict, test_tasks)
                 scores_path(path).write_text(json.dumps(scored, indent=1) + "\n")
                 print(f"{name} {variant}: iteration {iteration} scored on {test_tasks} test tasks in "
-                      f"{time.perf_counter() - started:.0f} s: {_headline(v.cell, scores)}", flush=True)
+                      f"{time.perf_counter() - started:.0f} s: {_headline(v.cell, scored[str(iteration)])}",
+                      flush=True)
         remaining = None if deadline is None else deadline - time.monotonic()
         if iteration >= until or (remaining is not None and remaining <= 0):
             return summary(path)
@@ -162,6 +161,33 @@ def leg(name: str, variant: str, *, until: int, minutes: float | None = None, va
                        stop_after_seconds=remaining, stop_at_iteration=stop)
         if result.iteration < stop:  # out of time: the checkpoint resumes
             return summary(path)
+
+
+def _score(v: Variant, name: str, state_dict: dict[str, Tensor], test_tasks: int) -> dict[str, Any]:
+    v.model.load_state_dict(state_dict)
+    return fewshot_metrics(name, v.model, test_tasks, inner_lr=v.inner_lr, adapted=v.adapted, per_task=True)
+
+
+def rescore(name: str, variant: str, *, test_tasks: int = 600, seed: int = 0, checkpoint_dir: Path = AB_DIR) -> dict[str, Any]:
+    """Score a leg's checkpoint again at the iteration it holds, keeping each task's accuracy.
+
+    For scores taken before they were kept: the same seeded tasks must give the stored means again, else the
+    checkpoint is not the one those scores came from and nothing is written.
+    """
+    path = leg_path(name, variant, checkpoint_dir)
+    saved = load_checkpoint(path)
+    v = make_variant(name, variant, seed)
+    scored = read_scores(path)
+    scores = _score(v, name, saved.state_dict, test_tasks)
+    stored = scored.get(str(saved.iteration))
+    if stored is not None:
+        for key, value in stored.items():
+            if isinstance(value, dict) and abs(value["mean"] - scores[key]["mean"]) > 0.01:
+                raise RuntimeError(f"{path} at {saved.iteration}: {key} scores {scores[key]['mean']}%, "
+                                   f"stored {value['mean']}%: not the checkpoint those scores came from")
+    scored[str(saved.iteration)] = scores
+    scores_path(path).write_text(json.dumps(scored, indent=1) + "\n")
+    return scores
 
 
 def _headline(cell: FewShotCell, scores: dict[str, Any]) -> str:
@@ -197,6 +223,8 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", type=Path, default=AB_DIR)
     parser.add_argument("--report", action="store_true", help="print where every leg stands and exit")
     parser.add_argument("--out", type=Path, help="also write the leg's summary as JSON here")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the leg's checkpoint again, keeping each task's accuracy, and exit")
     args = parser.parse_args()
     if args.report:
         report(args.checkpoint_dir)
@@ -204,6 +232,10 @@ def main() -> None:
     if args.cell is None:
         parser.error("name a cell, or pass --report")
     torch.set_num_threads(args.threads)
+    if args.rescore:
+        scores = rescore(args.cell, args.variant, seed=args.seed, checkpoint_dir=args.checkpoint_dir)
+        print(f"{args.cell} {args.variant}: {_headline(FEWSHOT_CELLS[args.cell], scores)}")
+        return
     result = leg(args.cell, args.variant, until=args.until, minutes=args.minutes, validate_every=args.validate_every,
                  validation_tasks=args.validation_tasks, score_at=args.score_at, seed=args.seed,
                  checkpoint_dir=args.checkpoint_dir)
