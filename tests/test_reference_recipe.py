@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -151,3 +152,30 @@ def test_paired_difference_is_the_interval_of_the_per_task_differences() -> None
     assert paired_difference(a, a) == (0.0, 0.0)
     with pytest.raises(ValueError, match="equal lists"):
         paired_difference(a, b[:3])
+
+
+def test_readme_and_notes_quote_the_stored_a_b_scores() -> None:
+    """The A/B figures typed into the README and docs/miniimagenet_notes.md are the ones in data/ab/."""
+    from itertools import combinations
+
+    legs = ab_legs.stored_legs("miniimagenet_5way_1shot_first_order")
+    assert legs.keys() == {"project", "loss", "reference"}
+    stored = set()
+    for leg in legs.values():
+        for scores in leg["test_at_iteration"].values():
+            stored |= {f"{s['mean']:.2f} ± {s['ci95']:.2f}" for k, s in scores.items() if isinstance(s, dict)}
+    for prefix in ("test_accuracy", "test_accuracy_15query"):
+        key = f"{prefix}_step10_per_task"
+        for a, b in combinations(legs.values(), 2):
+            mean, ci95 = paired_difference(a["test_at_iteration"]["6000"][key], b["test_at_iteration"]["6000"][key])
+            stored |= {f"{abs(mean):.2f} ± {ci95:.2f}"}
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    readme = readme[readme.index("On MiniImagenet 5-way 1-shot, first order (600 test tasks"):readme.index("## The package")]
+    notes = (root / "docs" / "miniimagenet_notes.md").read_text()
+    notes = notes[notes.index("**The long A/B**"):notes.index("## Settings: meta-batch size")]
+    for where, text in (("README", readme), ("notes", notes)):
+        quoted = re.findall(r"(\d+\.\d\d) ± (\d\.\d\d)", text)
+        assert len(quoted) >= 9, where
+        missing = [f"{m} ± {c}" for m, c in quoted if f"{m} ± {c}" not in stored]
+        assert not missing, f"{where} quotes A/B scores that data/ab/ does not hold: {missing}"

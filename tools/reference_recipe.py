@@ -239,7 +239,7 @@ def main() -> None:
     result = leg(args.cell, args.variant, until=args.until, minutes=args.minutes, validate_every=args.validate_every,
                  validation_tasks=args.validation_tasks, score_at=args.score_at, seed=args.seed,
                  checkpoint_dir=args.checkpoint_dir)
-    print(json.dumps({k: v for k, v in result.items() if k != "loss_per_image"}))
+    report(args.checkpoint_dir)  # where every leg stands now (the summary's curves and per-task scores are long)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
