@@ -1,9 +1,9 @@
 """The headline numbers stored in each checkpoint's metadata after training."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
+import torch
 from torch import nn
 
 from .evaluate import StepCurve, evaluate_fewshot, evaluate_sinusoid, evaluate_sinusoid_oracle, tune_inner_lr
@@ -54,13 +54,11 @@ def fewshot_metrics(experiment: str, model: nn.Module, n_tasks: int = 600, *, in
 
 
 def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
-    """(mean of a − b, 95% CI half-width) over the same tasks: 1.96·σ(a − b)/√n, the paired interval."""
+    """(mean of a − b, 95% CI half-width) over the same tasks: StepCurve's interval of the per-task differences."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"need two equal lists of two or more tasks, got {len(a)} and {len(b)}")
-    diffs = [x - y for x, y in zip(a, b)]
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return mean, 1.96 * math.sqrt(var / len(diffs))
+    diffs = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    return StepCurve(diffs[:, None]).at(0)
 
 
 def experiment_metrics(experiment: str, model: nn.Module, n_tasks: int = 600) -> dict[str, Any]:
