@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                    experiment=experiment.name, objective_config=experiment.objective_config,
                    checkpoint_path=out, resume=not args.fresh, device=args.device, command=command,
                    validate=experiment.make_validator() if experiment.make_validator else None,
-                   validate_every=experiment.validate_every,
+                   validate_every=experiment.validate_every, validation_tasks=experiment.validation_tasks,
                    stop_after_seconds=None if args.minutes is None else 60 * args.minutes,
                    stop_at_iteration=args.until)
     seconds = time.perf_counter() - started

@@ -26,6 +26,8 @@ class Checkpoint:
     loss_history: list[float] = field(default_factory=list)  # mean loss over each `log_every` iterations
     metrics: dict[str, Any] = field(default_factory=dict)
     validation_history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, score)
+    # how many tasks each validation score averages (None: not recorded); a change of count is not a change of model
+    validation_tasks: list[int | None] = field(default_factory=list)
     optimizer_state: dict[str, Any] | None = None  # only needed to resume
     generator_state: torch.Tensor | None = None  # only needed to resume
 
@@ -34,6 +36,12 @@ class Checkpoint:
         model = build_model(self.model_config)
         model.load_state_dict(self.state_dict)
         return model.to(device)
+
+    def validation_points(self) -> list[tuple[int, float, int | None]]:
+        """(iteration, score, tasks scored) for each validation check; checkpoints written before the task count
+        was recorded give None for it."""
+        tasks = list(self.validation_tasks) + [None] * (len(self.validation_history) - len(self.validation_tasks))
+        return [(int(it), float(score), count) for (it, score), count in zip(self.validation_history, tasks)]
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:

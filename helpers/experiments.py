@@ -111,6 +111,7 @@ class Experiment:
     train_config: TrainConfig
     make_validator: Callable[[], Callable[[nn.Module], float]] | None = None  # validation score, higher is better
     validate_every: int = 0
+    validation_tasks: int | None = None  # tasks per validation score, recorded beside each score
 
     def new_model(self, seed: int) -> nn.Module:
         """A freshly initialised model; the seed fixes its weights without touching the global RNG."""
@@ -292,6 +293,7 @@ def _fewshot(name: str) -> Experiment:
                                  clip_grad_value=cell.clip_grad_value),
         make_validator=make_validator,
         validate_every=500,
+        validation_tasks=VALIDATION_TASKS,
     )
 
 

@@ -35,6 +35,30 @@ def plot_loss_history(loss_history: Sequence[float], log_every: int, *, ax: Axes
     return ax
 
 
+def plot_validation(points: Sequence[tuple[int, float, int | None]], *, ax: Axes | None = None,
+                    label: str = "validation", scale: float = 1.0, x_scale: float = 1.0,
+                    filled: int | None = None, **style) -> Axes:
+    """A validation curve, its points marked by how many tasks each averages: filled on `filled` tasks (default:
+    the curve's largest count), hollow on any other.
+
+    A score on 100 tasks is noisier than one on 300 and may sit a point or two away from it, so a change of count
+    must not read as a change of the model. `points` are `Checkpoint.validation_points()`; scores are drawn times
+    `scale` (100 for %), iterations divided by `x_scale` (1000 for thousands); `style` goes to the line. Give
+    several curves on one axes the same `filled`, so that a marker means one count throughout.
+    """
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    line, = ax.plot([it / x_scale for it, _, _ in points], [scale * s for _, s, _ in points], "-", **style)
+    recorded = sorted({c for _, _, c in points if c is not None})
+    filled = filled if filled is not None else (recorded or [None])[-1]
+    for count in recorded + [None]:
+        here = [(it / x_scale, scale * s) for it, s, c in points if c == count]
+        if here:
+            ax.plot(*zip(*here), "o", ms=3.5, color=line.get_color(),
+                    markerfacecolor=line.get_color() if count == filled and count is not None else "white",
+                    label=f"{label}, {count} tasks" if count is not None else f"{label}, tasks not recorded")
+    return ax
+
+
 def plot_error_vs_steps(curves: Mapping[str, StepCurve], *, ax: Axes | None = None, ylabel: str = "test MSE",
                         title: str = "", reference: Mapping[int, float] | None = None,
                         reference_label: str = "paper") -> Axes:

@@ -92,6 +92,7 @@ def train(
     on_log: Callable[[int, list[float]], None] | None = None,
     validate: Callable[[nn.Module], float] | None = None,
     validate_every: int = 0,
+    validation_tasks: int | None = None,
     stop_after_seconds: float | None = None,
     stop_at_iteration: int | None = None,
 ) -> TrainResult:
@@ -103,7 +104,8 @@ def train(
     later call resumes from it, ending with the same weights as an unbroken run.
     `on_log(iteration, loss_history)` is called every `log_every` iterations (live plots).
     `validate(model)` runs every `validate_every` iterations (a multiple of
-    `log_every`); its scores are kept in the checkpoint's `validation_history`.
+    `log_every`); its scores are kept in the checkpoint's `validation_history`, each beside
+    `validation_tasks`, the number of tasks it averages (so a curve whose count changed says where).
     `stop_after_seconds` ends the run early, at the first `log_every` boundary
     past that time, with a checkpoint that a later call resumes (a time budget,
     e.g. a borrowed GPU; it is not part of the run's settings).
@@ -129,6 +131,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.meta_lr, fused=device.type in ("cpu", "cuda"))
     loss_history: list[float] = []
     validation_history: list[tuple[int, float]] = []
+    validation_counts: list[int | None] = []
     start = 0
     if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
         saved = load_checkpoint(checkpoint_path, expected_model_config=model.config())
@@ -142,6 +145,7 @@ def train(
             generator.set_state(saved.generator_state)
         start, loss_history = saved.iteration, list(saved.loss_history)
         validation_history = [tuple(entry) for entry in saved.validation_history]
+        validation_counts = [count for _, _, count in saved.validation_points()]
 
     params = dict(model.named_parameters())
     at_iteration = getattr(objective, "at_iteration", None)
@@ -192,6 +196,7 @@ def train(
                 if validate is not None and done % validate_every == 0:
                     validating = time.monotonic()
                     validation_history.append((done, float(validate(model))))
+                    validation_counts.append(validation_tasks)
                     validation_seconds += time.monotonic() - validating
                     bar.write(f"{experiment}: iteration {done}, validation score {validation_history[-1][1]:.4f}")
                 if on_log is not None:
@@ -202,7 +207,7 @@ def train(
             checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
             if checkpoint_path is not None and checkpoint_due:
                 save_checkpoint(_snapshot(model, optimizer, state, done, loss_history, validation_history,
-                                          experiment, hyper, command), checkpoint_path)
+                                          validation_counts, experiment, hyper, command), checkpoint_path)
             if out_of_time:
                 bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
                           f"run the same command again to resume")
@@ -212,7 +217,7 @@ def train(
     loop_seconds = time.monotonic() - started - validation_seconds
     bar.close()
     final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,
-                      experiment, hyper, command)
+                      validation_counts, experiment, hyper, command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final,
                        first_iteration=start, loop_seconds=loop_seconds)
 
@@ -294,14 +299,15 @@ class CheckedCompiledGradient:
 
 
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator_state: Tensor, iteration: int,
-              loss_history: list[float], validation_history: list[tuple[int, float]], experiment: str,
-              hyper: dict[str, Any], command: str | None) -> Checkpoint:
+              loss_history: list[float], validation_history: list[tuple[int, float]],
+              validation_counts: list[int | None], experiment: str, hyper: dict[str, Any],
+              command: str | None) -> Checkpoint:
     return Checkpoint(
         experiment=experiment, model_config=model.config(),
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         iteration=iteration, train_config=hyper, command=command or " ".join(sys.argv),
         loss_history=list(loss_history), validation_history=list(validation_history),
-        optimizer_state=optimizer.state_dict(),
+        validation_tasks=list(validation_counts), optimizer_state=optimizer.state_dict(),
         generator_state=generator_state.clone())
 
 

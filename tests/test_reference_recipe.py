@@ -138,11 +138,14 @@ def test_rescoring_keeps_each_task_and_refuses_a_checkpoint_the_stored_scores_di
     ab_legs.scores_path(path).write_text(json.dumps({"2": means_only}))
     again = reference_recipe.rescore("omniglot_5way_1shot", "loss", test_tasks=3, checkpoint_dir=tmp_path)
     assert again == kept and ab_legs.read_scores(path) == {"2": kept}
-    means_only["test_accuracy_step1"] = {"mean": kept["test_accuracy_step1"]["mean"] + 1.0, "ci95": 0.0}
-    ab_legs.scores_path(path).write_text(json.dumps({"2": means_only}))
-    with pytest.raises(RuntimeError, match="not the checkpoint"):
-        reference_recipe.rescore("omniglot_5way_1shot", "loss", test_tasks=3, checkpoint_dir=tmp_path)
-    assert ab_legs.read_scores(path) == {"2": means_only}  # nothing written
+    step1 = kept["test_accuracy_step1"]
+    for wrong in ({"mean": step1["mean"] + 1.0, "ci95": step1["ci95"]},
+                  {"mean": step1["mean"], "ci95": step1["ci95"] + 1.0}):
+        means_only["test_accuracy_step1"] = wrong  # another mean, or the same mean with another interval
+        ab_legs.scores_path(path).write_text(json.dumps({"2": means_only}))
+        with pytest.raises(RuntimeError, match="not the checkpoint"):
+            reference_recipe.rescore("omniglot_5way_1shot", "loss", test_tasks=3, checkpoint_dir=tmp_path)
+        assert ab_legs.read_scores(path) == {"2": means_only}  # nothing written
 
 
 def test_paired_difference_is_the_interval_of_the_per_task_differences() -> None:

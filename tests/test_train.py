@@ -4,13 +4,14 @@ from dataclasses import replace
 import pytest
 import torch
 
+from helpers.checkpoints import load_checkpoint
 from helpers.experiments import get_experiment
 from helpers.tasks import sample_sinusoid_tasks
 from helpers.train import TrainConfig, train
 
 
 def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3, stop_after_seconds=None,
-              stop_at_iteration=None, cosine_meta_lr=False):
+              stop_at_iteration=None, cosine_meta_lr=False, validation_tasks=None):
     experiment = get_experiment("sinusoid_maml")
     config = TrainConfig(n_iterations=n_iterations, meta_lr=meta_lr, seed=seed, log_every=10, checkpoint_every=20,
                          cosine_meta_lr=cosine_meta_lr)
@@ -18,7 +19,8 @@ def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3, stop_a
     return train(model, experiment.make_objective(model), experiment.make_sampler(), config,
                  experiment=experiment.name, objective_config=experiment.objective_config,
                  checkpoint_path=path, device="cpu", progress=False, stop_after_seconds=stop_after_seconds,
-                 stop_at_iteration=stop_at_iteration)
+                 stop_at_iteration=stop_at_iteration, validate=lambda model: float(validation_tasks or 0),
+                 validate_every=10, validation_tasks=validation_tasks)
 
 
 def weights(result):
@@ -40,6 +42,23 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path):
     assert resumed.iteration == 60
     assert torch.equal(weights(unbroken), weights(resumed))
     assert resumed.loss_history == unbroken.loss_history
+
+
+def test_each_validation_score_keeps_its_task_count_across_a_change_and_an_old_checkpoint(tmp_path):
+    path = tmp_path / "run.pt"
+    short_run(tmp_path, 20, path=path)  # validated without a count: as a checkpoint from before counts were kept
+    payload = torch.load(path, weights_only=False)
+    del payload["validation_tasks"]  # the format written before the field existed
+    torch.save(payload, path)
+    old = load_checkpoint(path)
+    assert old.validation_tasks == [] and [c for _, _, c in old.validation_points()] == [None, None]
+    short_run(tmp_path, 40, path=path, validation_tasks=100)
+    resumed = short_run(tmp_path, 60, path=path, validation_tasks=300)
+    points = load_checkpoint(path).validation_points()
+    assert [(it, count) for it, _, count in points] == [(10, None), (20, None), (30, 100), (40, 100), (50, 300),
+                                                       (60, 300)]
+    assert [score for _, score, _ in points][2:] == [100.0, 100.0, 300.0, 300.0]
+    assert resumed.checkpoint.validation_tasks == [count for _, _, count in points]
 
 
 def test_time_budget_stops_at_a_log_boundary_and_resumes_to_the_same_weights(tmp_path):

@@ -157,7 +157,8 @@ def leg(name: str, variant: str, *, until: int, minutes: float | None = None, va
         result = train(v.model, v.objective, experiment.make_sampler(), config, experiment=f"{name}_{variant}",
                        objective_config=objective_config, checkpoint_path=path,
                        command="python tools/reference_recipe.py " + f"{name} --variant {variant} --until {until}",
-                       validate=validator(v, validation_tasks), validate_every=validate_every, progress=False,
+                       validate=validator(v, validation_tasks), validate_every=validate_every,
+                       validation_tasks=validation_tasks, progress=False,
                        stop_after_seconds=remaining, stop_at_iteration=stop)
         if result.iteration < stop:  # out of time: the checkpoint resumes
             return summary(path)
@@ -171,8 +172,8 @@ def _score(v: Variant, name: str, state_dict: dict[str, Tensor], test_tasks: int
 def rescore(name: str, variant: str, *, test_tasks: int = 600, seed: int = 0, checkpoint_dir: Path = AB_DIR) -> dict[str, Any]:
     """Score a leg's checkpoint again at the iteration it holds, keeping each task's accuracy.
 
-    For scores taken before they were kept: the same seeded tasks must give the stored means again, else the
-    checkpoint is not the one those scores came from and nothing is written.
+    For scores taken before they were kept: the same seeded tasks must give the stored means and intervals again,
+    else the checkpoint is not the one those scores came from and nothing is written.
     """
     path = leg_path(name, variant, checkpoint_dir)
     saved = load_checkpoint(path)
@@ -182,9 +183,11 @@ def rescore(name: str, variant: str, *, test_tasks: int = 600, seed: int = 0, ch
     stored = scored.get(str(saved.iteration))
     if stored is not None:
         for key, value in stored.items():
-            if isinstance(value, dict) and abs(value["mean"] - scores[key]["mean"]) > 0.01:
-                raise RuntimeError(f"{path} at {saved.iteration}: {key} scores {scores[key]['mean']}%, "
-                                   f"stored {value['mean']}%: not the checkpoint those scores came from")
+            if isinstance(value, dict) and any(abs(value[part] - scores[key][part]) > 0.01
+                                               for part in ("mean", "ci95")):
+                raise RuntimeError(f"{path} at {saved.iteration}: {key} scores {scores[key]['mean']} ± "
+                                   f"{scores[key]['ci95']}%, stored {value['mean']} ± {value['ci95']}%: "
+                                   f"not the checkpoint those scores came from")
     scored[str(saved.iteration)] = scores
     scores_path(path).write_text(json.dumps(scored, indent=1) + "\n")
     return scores
