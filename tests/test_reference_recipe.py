@@ -182,3 +182,39 @@ def test_readme_and_notes_quote_the_stored_a_b_scores() -> None:
         assert len(quoted) >= 9, where
         missing = [f"{m} ± {c}" for m, c in quoted if f"{m} ± {c}" not in stored]
         assert not missing, f"{where} quotes A/B scores that data/ab/ does not hold: {missing}"
+
+
+def test_readme_and_notes_quote_each_a_b_score_beside_its_variant_and_iteration() -> None:
+    """Not only stored figures, but each in its own place: the notes' table row by row, the README's sentence
+    variant by variant, and each paired difference under its pair's name."""
+    legs = ab_legs.stored_legs("miniimagenet_5way_1shot_first_order")
+
+    def score(variant: str, it: int, prefix: str) -> str:
+        s = legs[variant]["test_at_iteration"][str(it)][f"{prefix}_step10"]
+        return f"{s['mean']:.2f} ± {s['ci95']:.2f}"
+
+    def paired(a: str, b: str, prefix: str) -> tuple[float, float]:
+        key = f"{prefix}_step10_per_task"
+        return paired_difference(legs[a]["test_at_iteration"]["6000"][key], legs[b]["test_at_iteration"]["6000"][key])
+
+    root = Path(__file__).resolve().parents[1]
+    notes = (root / "docs" / "miniimagenet_notes.md").read_text()
+    readme = " ".join((root / "README.md").read_text().split())
+    flat_notes = " ".join(notes.split())
+    for it in (2000, 4000, 6000):
+        row = " | ".join(f"{score(v, it, 'test_accuracy_15query')} ({score(v, it, 'test_accuracy')})"
+                         for v in ("project", "loss", "reference"))
+        assert f"| {it:,} | {row} |" in notes, f"the notes' table row at {it:,}"
+        p, l, r = (score(v, it, "test_accuracy_15query") for v in ("project", "loss", "reference"))
+        said = (f"at 2,000 iterations this project {p}%, loss and net {r}%, loss {l}%" if it == 2000
+                else f"at {it:,} {p}, {r}, {l}")
+        assert said in readme, f"the README's scores at {it:,}"
+    for prefix in ("test_accuracy_15query", "test_accuracy"):
+        for a, b in (("project", "loss"), ("project", "reference"), ("loss", "reference")):
+            mean, ci95 = paired(a, b, prefix)
+            assert f"{a} − {b} {'−' if mean < 0 else '+'}{abs(mean):.2f} ± {ci95:.2f}" in flat_notes, (a, b, prefix)
+    (behind_loss, ci_loss), (behind_ref, ci_ref) = (paired("project", v, "test_accuracy_15query")
+                                                    for v in ("loss", "reference"))
+    assert behind_loss < 0 and behind_ref < 0  # the README says "behind"
+    assert (f"this project's run is {-behind_loss:.2f} ± {ci_loss:.2f} points behind the loss and "
+            f"{-behind_ref:.2f} ± {ci_ref:.2f} behind the loss and net") in readme
