@@ -42,7 +42,9 @@ def counts(checkpoint: Checkpoint, iterations_before_switch: set[int]) -> list[i
 
 
 def iterations_at(commit: str, path: Path) -> set[int]:
-    """The validation iterations of `path` as committed at `commit` (none if it did not exist then)."""
+    """The validation iterations of `path` as committed at `commit` (none if it was not in the repository then)."""
+    if not path.resolve().is_relative_to(ROOT):
+        return set()
     relative = path.resolve().relative_to(ROOT).as_posix()
     shown = subprocess.run(["git", "show", f"{commit}:{relative}"], cwd=ROOT, capture_output=True)
     if shown.returncode != 0:
