@@ -28,6 +28,11 @@ def test_recorded_counts_and_a_runs_own_setting_come_before_the_inference():
     assert record_validation_tasks.counts(checkpoint([500, 1000], [7, 8]), {500}) == [7, 8]
 
 
+def test_a_checkpoint_of_unknown_history_keeps_its_unrecorded_points_unknown():
+    assert record_validation_tasks.counts(checkpoint([500, 1000], [300]), None) == [300, None]
+    assert record_validation_tasks.iterations_at(record_validation_tasks.SWITCH, Path("/tmp/elsewhere.pt")) is None
+
+
 SHIPPED = sorted(p for p in (ROOT / "data").rglob("*.pt") if load_checkpoint(p).validation_history)
 
 

@@ -28,23 +28,26 @@ SWITCH = "579e02e"  # "n_tasks=100" -> "n_tasks=VALIDATION_TASKS" (300) in helpe
 TASKS_BEFORE_SWITCH = 100
 
 
-def counts(checkpoint: Checkpoint, iterations_before_switch: set[int]) -> list[int | None]:
-    """The task count of each validation point: recorded, the run's setting, or inferred from the switch."""
+def counts(checkpoint: Checkpoint, iterations_before_switch: set[int] | None) -> list[int | None]:
+    """The task count of each validation point: recorded, the run's setting, or inferred from the switch (left
+    None where the history is unknown: `iterations_before_switch` None)."""
     recorded = [count for _, _, count in checkpoint.validation_points()]
     if all(count is not None for count in recorded):
         return recorded
     setting = checkpoint.train_config.get("validation_tasks")
     return [count if count is not None
             else setting if setting is not None
+            else None if iterations_before_switch is None
             else TASKS_BEFORE_SWITCH if it in iterations_before_switch
             else VALIDATION_TASKS
             for (it, _), count in zip(checkpoint.validation_history, recorded)]
 
 
-def iterations_at(commit: str, path: Path) -> set[int]:
-    """The validation iterations of `path` as committed at `commit` (none if it was not in the repository then)."""
+def iterations_at(commit: str, path: Path) -> set[int] | None:
+    """The validation iterations of `path` as committed at `commit`: none if it was not in the repository then,
+    None if it is outside the repository (its history unknown)."""
     if not path.resolve().is_relative_to(ROOT):
-        return set()
+        return None
     relative = path.resolve().relative_to(ROOT).as_posix()
     shown = subprocess.run(["git", "show", f"{commit}:{relative}"], cwd=ROOT, capture_output=True)
     if shown.returncode != 0:
