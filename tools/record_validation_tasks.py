@@ -31,16 +31,13 @@ TASKS_BEFORE_SWITCH = 100
 def counts(checkpoint: Checkpoint, iterations_before_switch: set[int] | None) -> list[int | None]:
     """The task count of each validation point: recorded, the run's setting, or inferred from the switch (left
     None where the history is unknown: `iterations_before_switch` None)."""
-    recorded = [count for _, _, count in checkpoint.validation_points()]
-    if all(count is not None for count in recorded):
-        return recorded
     setting = checkpoint.train_config.get("validation_tasks")
     return [count if count is not None
             else setting if setting is not None
             else None if iterations_before_switch is None
             else TASKS_BEFORE_SWITCH if it in iterations_before_switch
             else VALIDATION_TASKS
-            for (it, _), count in zip(checkpoint.validation_history, recorded)]
+            for it, _, count in checkpoint.validation_points()]
 
 
 def iterations_at(commit: str, path: Path) -> set[int] | None:
