@@ -37,16 +37,20 @@ def read_scores(checkpoint: Path) -> dict[str, Any]:
 
 
 def summary(path: Path) -> dict[str, Any]:
-    """A leg's curves (loss per query image per block, validation accuracy %) and its test scores by iteration."""
+    """A leg's curves (loss per query image per block, validation accuracy %) and its test scores by iteration.
+
+    `validation_tasks` holds, point by point, how many tasks each validation score averages (None where unknown).
+    """
     saved = load_checkpoint(path)
+    points = saved.validation_points()
     name, variant = saved.experiment.rsplit("_", 1)
     cell = FEWSHOT_CELLS[name]
     summed = variant in ("loss", "reference")
     return {"cell": name, "variant": variant, "iteration": saved.iteration,
             "block": saved.train_config["log_every"],
-            "validation_tasks": saved.train_config.get("validation_tasks"),
+            "validation_tasks": [tasks for _, _, tasks in points],
             "loss_per_image": [round(loss * per_image(cell, summed), 4) for loss in saved.loss_history],
-            "validation": [(it, round(100 * score, 2)) for it, score in saved.validation_history],
+            "validation": [(it, round(100 * score, 2)) for it, score, _ in points],
             "test_at_iteration": read_scores(path)}
 
 
