@@ -85,13 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m helpers " + shlex.join(argv if argv is not None else sys.argv[1:])
     model = experiment.new_model(args.seed)
     started = time.perf_counter()
-    result = train(model, experiment.make_objective(model), experiment.make_sampler(), config,
-                   experiment=experiment.name, objective_config=experiment.objective_config,
-                   checkpoint_path=out, resume=not args.fresh, device=args.device, command=command,
-                   validate=experiment.make_validator() if experiment.make_validator else None,
-                   validate_every=experiment.validate_every, validation_tasks=experiment.validation_tasks,
-                   stop_after_seconds=None if args.minutes is None else 60 * args.minutes,
-                   stop_at_iteration=args.until)
+    try:
+        result = train(model, experiment.make_objective(model), experiment.make_sampler(), config,
+                       experiment=experiment.name, objective_config=experiment.objective_config,
+                       checkpoint_path=out, resume=not args.fresh, device=args.device, command=command,
+                       validate=experiment.make_validator() if experiment.make_validator else None,
+                       validate_every=experiment.validate_every, validation_tasks=experiment.validation_tasks,
+                       stop_after_seconds=None if args.minutes is None else 60 * args.minutes,
+                       stop_at_iteration=args.until)
+    except KeyboardInterrupt:  # train has saved what it could and said where; the scores wait for `evaluate`
+        if Path(out).exists():
+            print(f"not scored: `python -m helpers evaluate {experiment.name}` scores the saved checkpoint")
+        return 130
     seconds = time.perf_counter() - started
     ran = result.iteration - result.first_iteration
     if ran:

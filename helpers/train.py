@@ -6,6 +6,7 @@ is passed in; the loop, its progress bar, its checks and its checkpoints are sha
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import sys
 import time
@@ -112,6 +113,9 @@ def train(
     `stop_at_iteration` likewise ends the run at that iteration (a multiple of
     `log_every`) with a resumable checkpoint, leaving the schedule's length
     `n_iterations` as it is: a cosine learning rate anneals over the whole run.
+    An interruption (Ctrl-C, or a notebook kernel's stop button) saves the state
+    of the last whole `log_every` block to `checkpoint_path` before it propagates,
+    so up to one block is lost rather than up to `checkpoint_every` iterations.
     An objective with an `at_iteration(iteration)` method is told each
     iteration before its gradient (MAML++ anneals its multi-step loss with it).
     """
@@ -164,10 +168,13 @@ def train(
     batches = (Prefetcher(sample_batch, generator, max(end - start, 0), pin_memory=True) if on_gpu
                else ((sample_batch(generator), None) for _ in range(start, end)))
     reached = _Reached(start, generator.get_state())
+    saved_iteration, whole_block = start, None  # whole_block: the state at the last log boundary, kept to save
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(float32_numerics(device))
         if on_gpu:
             cleanup.callback(batches.close)
+        cleanup.enter_context(_save_when_interrupted(lambda: whole_block, lambda: saved_iteration,
+                                                     checkpoint_path, experiment, bar))
         for iteration, (batch, state) in zip(range(start, end), batches):
             state = generator.get_state() if state is None else state
             if not graphed:
@@ -208,6 +215,10 @@ def train(
             if checkpoint_path is not None and checkpoint_due:
                 save_checkpoint(_snapshot(model, optimizer, state, done, loss_history, validation_history,
                                           validation_counts, experiment, hyper, command), checkpoint_path)
+                saved_iteration = done
+            elif checkpoint_path is not None and done % config.log_every == 0:
+                whole_block = _snapshot(model, optimizer, state, done, loss_history, validation_history,
+                                        validation_counts, experiment, hyper, command)
             if out_of_time:
                 bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
                           f"run the same command again to resume")
@@ -307,8 +318,29 @@ def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator_stat
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         iteration=iteration, train_config=hyper, command=command or " ".join(sys.argv),
         loss_history=list(loss_history), validation_history=list(validation_history),
-        validation_tasks=list(validation_counts), optimizer_state=optimizer.state_dict(),
+        validation_tasks=list(validation_counts), optimizer_state=copy.deepcopy(optimizer.state_dict()),
         generator_state=generator_state.clone())
+
+
+@contextlib.contextmanager
+def _save_when_interrupted(whole_block: Callable[[], Checkpoint | None], saved_iteration: Callable[[], int],
+                           checkpoint_path: str | Path | None, experiment: str, bar: tqdm):
+    """On KeyboardInterrupt, write the last whole block's state if it is newer than the checkpoint, then re-raise."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        snapshot = whole_block()
+        if checkpoint_path is not None and snapshot is not None and snapshot.iteration > saved_iteration():
+            save_checkpoint(snapshot, checkpoint_path)
+            bar.write(f"{experiment}: interrupted; saved iteration {snapshot.iteration} to {checkpoint_path}, "
+                      f"where the same command resumes")
+        elif checkpoint_path is not None and saved_iteration() > 0:
+            bar.write(f"{experiment}: interrupted; {checkpoint_path} holds iteration {saved_iteration()}, "
+                      f"where the same command resumes")
+        elif checkpoint_path is not None:
+            bar.write(f"{experiment}: interrupted before its first block of iterations ended; nothing saved")
+        bar.close()
+        raise
 
 
 # How the work is scheduled, not what is computed (vmap and loop give the same gradients: tests check it)

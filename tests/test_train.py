@@ -1,4 +1,5 @@
 """Training is deterministic, resumable to the same weights, and stops loudly on a non-finite loss."""
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -11,16 +12,30 @@ from helpers.train import TrainConfig, train
 
 
 def short_run(tmp_path, n_iterations, *, path=None, seed=0, meta_lr=1e-3, stop_after_seconds=None,
-              stop_at_iteration=None, cosine_meta_lr=False, validation_tasks=None):
+              stop_at_iteration=None, cosine_meta_lr=False, validation_tasks=None, interrupt_at_batch=None):
     experiment = get_experiment("sinusoid_maml")
+    sampler = experiment.make_sampler()
     config = TrainConfig(n_iterations=n_iterations, meta_lr=meta_lr, seed=seed, log_every=10, checkpoint_every=20,
                          cosine_meta_lr=cosine_meta_lr)
     model = experiment.new_model(seed)
-    return train(model, experiment.make_objective(model), experiment.make_sampler(), config,
+    if interrupt_at_batch is not None:
+        sampler = interrupting(sampler, interrupt_at_batch)
+    return train(model, experiment.make_objective(model), sampler, config,
                  experiment=experiment.name, objective_config=experiment.objective_config,
                  checkpoint_path=path, device="cpu", progress=False, stop_after_seconds=stop_after_seconds,
                  stop_at_iteration=stop_at_iteration, validate=lambda model: float(validation_tasks or 0),
                  validate_every=10, validation_tasks=validation_tasks)
+
+
+def interrupting(sampler, at_batch):
+    """The sampler, with a Ctrl-C arriving while it draws batch number `at_batch` (from 1)."""
+    drawn = itertools.count(1)
+
+    def sample(generator):
+        if next(drawn) == at_batch:
+            raise KeyboardInterrupt
+        return sampler(generator)
+    return sample
 
 
 def weights(result):
@@ -71,6 +86,24 @@ def test_time_budget_stops_at_a_log_boundary_and_resumes_to_the_same_weights(tmp
     assert resumed.iteration == 60 and torch.equal(weights(unbroken), weights(resumed))
 
 
+def test_an_interruption_saves_the_last_whole_block_and_resumes_to_the_same_weights(tmp_path, capsys):
+    unbroken = short_run(tmp_path, 60)
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):  # inside the fourth block; the last checkpoint was at 20
+        short_run(tmp_path, 60, path=path, interrupt_at_batch=36)
+    saved = load_checkpoint(path)
+    assert saved.iteration == 30 and len(saved.loss_history) == 3 and len(saved.validation_history) == 3
+    assert "interrupted; saved iteration 30" in capsys.readouterr().out
+    resumed = short_run(tmp_path, 60, path=path)
+    assert torch.equal(weights(unbroken), weights(resumed)) and resumed.loss_history == unbroken.loss_history
+    with pytest.raises(KeyboardInterrupt):  # right after a checkpoint: nothing newer to save, the file kept
+        short_run(tmp_path, 60, path=tmp_path / "early.pt", interrupt_at_batch=22)
+    assert load_checkpoint(tmp_path / "early.pt").iteration == 20
+    with pytest.raises(KeyboardInterrupt):  # before the first block ends: no file
+        short_run(tmp_path, 60, path=tmp_path / "none.pt", interrupt_at_batch=5)
+    assert not (tmp_path / "none.pt").exists()
+
+
 @pytest.mark.parametrize("cosine_meta_lr", [False, True])
 def test_stopping_at_an_iteration_keeps_the_schedule_and_resumes_to_the_same_weights(tmp_path, cosine_meta_lr):
     # a cosine learning rate depends on n_iterations at every step: a stop point must not shorten the schedule
@@ -107,6 +140,17 @@ def test_the_command_stops_at_until_and_records_the_full_schedule(tmp_path):
                  "--no-compile"]) == 0
     saved = torch.load(out, weights_only=False)
     assert saved["iteration"] == 200 and saved["train_config"]["n_iterations"] == 400
+
+
+def test_the_command_saves_an_interrupted_run_and_exits_130(tmp_path, monkeypatch, capsys):
+    import helpers.__main__ as cli
+    real = get_experiment("sinusoid_maml")  # log_every 100, checkpoint_every 5,000: only the interruption saves
+    monkeypatch.setattr(cli, "get_experiment",
+                        lambda name: replace(real, make_sampler=lambda: interrupting(real.make_sampler(), 250)))
+    out = tmp_path / "cut.pt"
+    assert cli.main(["train", "sinusoid_maml", "--iterations", "400", "--out", str(out), "--no-compile"]) == 130
+    assert load_checkpoint(out).iteration == 200
+    assert "python -m helpers evaluate sinusoid_maml" in capsys.readouterr().out
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -279,3 +323,16 @@ def test_a_compiler_that_fails_to_build_falls_back_to_eager(monkeypatch):
         grads, loss = gradient(params, torch.tensor([3.0, 4.0]))
     assert torch.equal(grads["w"], torch.tensor([3.0, 4.0])) and float(loss) == 11.0
     assert torch.equal(gradient(params, torch.tensor([1.0, 1.0]))[0]["w"], torch.tensor([1.0, 1.0]))
+
+
+def test_the_readme_names_the_block_an_interruption_keeps():
+    from pathlib import Path
+
+    from helpers.experiments import EXPERIMENTS, FEWSHOT_CELLS
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    blocks = {name: get_experiment(name).train_config.log_every for name in EXPERIMENTS}
+    fewshot = {blocks[name] for name in FEWSHOT_CELLS}
+    sinusoid = {blocks[name] for name in blocks if name.startswith("sinusoid")}
+    assert len(fewshot) == len(sinusoid) == 1
+    assert (f"last whole block of iterations ({fewshot.pop()} for the few-shot cells, {sinusoid.pop()} for the "
+            "sinusoid)") in readme
