@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = load_checkpoint(path, expected_model_config=experiment.make_model().config())
         device = default_device(args.device)
         started = time.perf_counter()
-        scores = experiment_metrics(experiment.name, checkpoint.build_model().to(device), args.tasks)
+        scores = experiment_metrics(experiment.name, checkpoint.build_model().to(device), args.tasks,
+                                    progress=True)
         print(f"scored on {device} in {time.perf_counter() - started:.1f} s")
         checkpoint.metrics = {**checkpoint.metrics, **scores}
         save_checkpoint(checkpoint, path)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{next(result.model.parameters()).device} "
               f"took {1e3 * result.loop_seconds / ran:.1f} ms each (validation excluded)")
     checkpoint = result.checkpoint
-    checkpoint.metrics = experiment_metrics(experiment.name, result.model)
+    checkpoint.metrics = experiment_metrics(experiment.name, result.model, progress=True)
     checkpoint.metrics["train_seconds_this_run"] = round(seconds, 1)
     save_checkpoint(checkpoint, out)
     print(f"{experiment.name}: {result.iteration} iterations, {seconds:.1f} s this run -> {out}")

@@ -193,7 +193,8 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
                      n_query: int = 15, n_tasks: int = 600, inner_lr: float, max_steps: int = 10,
                      seed: int = EVAL_SEED, chunk: int = 50, rotate: bool = True,
                      task_batching: TaskBatching = "vmap", scored_steps: Sequence[int] | None = None,
-                     adapted: frozenset[str] | None = None, rates: Params | None = None) -> StepCurve:
+                     adapted: frozenset[str] | None = None, rates: Params | None = None,
+                     on_chunk: Callable[[int], None] | None = None) -> StepCurve:
     """Accuracy after 0..max_steps steps on `n_tasks` seeded N-way K-shot episodes drawn from `images`.
 
     Each task is rotated at random and adapts on the same support images at
@@ -207,6 +208,7 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
     (`task_batching`; the loop bounds memory for large images). `rotate=False`
     for photographs (MiniImagenet). `scored_steps`: see `scores_after_steps`.
     `adapted` and `rates` adapt as ANIL, Meta-SGD and MAML++ do (helpers.maml.InnerLoop, step_rate).
+    `on_chunk(n)` hears of each chunk of n tasks scored (a progress bar: 600 MiniImagenet tasks take minutes).
     """
     from .episodes import sample_episodes
 
@@ -219,4 +221,6 @@ def evaluate_fewshot(model: nn.Module, params: Params, images: Tensor, *, n_way:
                                 generator=generator, rotate=rotate).to(device)
         curves.append(scores_after_steps(model, params, tasks, inner, metric=accuracy, task_batching=task_batching,
                                          scored_steps=scored_steps, rates=rates))
+        if on_chunk is not None:
+            on_chunk(len(curves[-1].per_task))
     return StepCurve(torch.cat([curve.per_task for curve in curves]), curves[0].scored_steps)

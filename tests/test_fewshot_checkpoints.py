@@ -90,3 +90,20 @@ def test_fast_path_scores_a_shipped_checkpoint_as_the_paper_net_does(name):
     difference = (curves[0].mean - curves[1].mean).abs().max()
     assert difference <= 1 / (20 * cell.n_way) + 1e-9, (curves[0].mean, curves[1].mean)
     assert curves[0].mean[5] > curves[0].mean[0]  # adapted: the scores compared are not both at chance
+
+
+@needs_data
+def test_scoring_reports_each_chunk_and_the_command_shows_a_bar(test_images, tmp_path, capsys):
+    import shutil
+
+    from helpers.__main__ import main
+    experiment = get_experiment("omniglot_5way_1shot")
+    model = load_checkpoint(experiment.checkpoint_path).build_model()
+    chunks = []
+    evaluate_fewshot(model, dict(model.named_parameters()), test_images, n_way=5, k_shot=1, n_query=1, n_tasks=7,
+                     inner_lr=0.4, max_steps=1, chunk=3, on_chunk=chunks.append)
+    assert chunks == [3, 3, 1]
+    copy = shutil.copy(experiment.checkpoint_path, tmp_path / "copy.pt")
+    assert main(["evaluate", "omniglot_5way_1shot", "--checkpoint", str(copy), "--tasks", "4", "--device", "cpu"]) == 0
+    shown = capsys.readouterr().out
+    assert "scoring omniglot_5way_1shot on 4 test tasks, twice" in shown and "8/8" in shown
