@@ -162,6 +162,8 @@ def train(
     window = torch.zeros(config.log_every, device=device)
     bar = tqdm(total=config.n_iterations, initial=start, desc=experiment, disable=not progress,
                unit="it", file=sys.stdout, mininterval=0.5)
+    if start:
+        bar.write(f"{experiment}: resuming from iteration {start} of {checkpoint_path}")
     started, validation_seconds = time.monotonic(), 0.0
     end = config.n_iterations if stop_at_iteration is None else min(stop_at_iteration, config.n_iterations)
     on_gpu = device.type == "cuda"

@@ -48,12 +48,13 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
     assert not torch.equal(weights(a), weights(c))
 
 
-def test_resumed_run_ends_with_the_same_weights(tmp_path):
+def test_resumed_run_ends_with_the_same_weights(tmp_path, capsys):
     unbroken = short_run(tmp_path, 60)
     path = tmp_path / "run.pt"
     first = short_run(tmp_path, 40, path=path)  # "interrupted" after the checkpoint at 40
-    assert first.iteration == 40
+    assert first.iteration == 40 and "resuming" not in capsys.readouterr().out
     resumed = short_run(tmp_path, 60, path=path)
+    assert f"resuming from iteration 40 of {path}" in capsys.readouterr().out
     assert resumed.iteration == 60
     assert torch.equal(weights(unbroken), weights(resumed))
     assert resumed.loss_history == unbroken.loss_history
