@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--checkpoint-every", type=int)
     run.add_argument("--minutes", type=float,
                      help="stop after about this many minutes with a checkpoint; the same command resumes "
-                          "(then it scores the test tasks: up to about 20 minutes more for a few-shot cell on a 2-core CPU)")
+                          "(then it scores the test tasks: up to about 20 minutes more for a few-shot cell on "
+                          "a 2-core CPU)")
     score = commands.add_parser("evaluate", help="compute a checkpoint's test metrics and store them in it")
     score.add_argument("experiment", choices=sorted(EXPERIMENTS))
     score.add_argument("--checkpoint", type=Path, help="default: data/checkpoints/NAME.pt")
