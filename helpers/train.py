@@ -216,13 +216,12 @@ def train(
             out_of_time = (stop_after_seconds is not None and done % config.log_every == 0
                            and time.monotonic() - started > stop_after_seconds)
             checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
-            if checkpoint_path is not None and checkpoint_due:
-                save_checkpoint(_snapshot(model, optimizer, state, done, loss_history, validation_history,
-                                          validation_counts, experiment, hyper, command), checkpoint_path)
-                saved_iteration = done
-            elif checkpoint_path is not None and done % config.log_every == 0:
+            if checkpoint_path is not None and (checkpoint_due or done % config.log_every == 0):
                 whole_block = _snapshot(model, optimizer, state, done, loss_history, validation_history,
                                         validation_counts, experiment, hyper, command)
+                if checkpoint_due:
+                    save_checkpoint(whole_block, checkpoint_path)
+                    saved_iteration = done
             if out_of_time:
                 bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
                           f"run the same command again to resume")
