@@ -170,13 +170,12 @@ def train(
     batches = (Prefetcher(sample_batch, generator, max(end - start, 0), pin_memory=True) if on_gpu
                else ((sample_batch(generator), None) for _ in range(start, end)))
     reached = _Reached(start, generator.get_state())
-    saved_iteration, whole_block = start, None  # whole_block: the state at the last log boundary, kept to save
+    saves = _Saves(saved_iteration=start)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(float32_numerics(device))
         if on_gpu:
             cleanup.callback(batches.close)
-        cleanup.enter_context(_save_when_interrupted(lambda: whole_block, lambda: saved_iteration,
-                                                     checkpoint_path, experiment, bar))
+        cleanup.enter_context(_save_when_interrupted(saves, checkpoint_path, experiment, bar))
         for iteration, (batch, state) in zip(range(start, end), batches):
             state = generator.get_state() if state is None else state
             if not graphed:
@@ -217,11 +216,11 @@ def train(
                            and time.monotonic() - started > stop_after_seconds)
             checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
             if checkpoint_path is not None and (checkpoint_due or done % config.log_every == 0):
-                whole_block = _snapshot(model, optimizer, state, done, loss_history, validation_history,
-                                        validation_counts, experiment, hyper, command)
+                saves.whole_block = _snapshot(model, optimizer, state, done, loss_history, validation_history,
+                                              validation_counts, experiment, hyper, command)
                 if checkpoint_due:
-                    save_checkpoint(whole_block, checkpoint_path)
-                    saved_iteration = done
+                    save_checkpoint(saves.whole_block, checkpoint_path)
+                    saves.saved_iteration = done
             if out_of_time:
                 bar.write(f"{experiment}: stopped at iteration {done} after {stop_after_seconds:.0f} s; "
                           f"run the same command again to resume")
@@ -251,6 +250,13 @@ def apply_meta_gradient(model: nn.Module, params: Params, grads: Params, optimiz
 class _Reached:
     iteration: int
     state: Tensor  # the sampling generator's state after that iteration's batch
+
+
+@dataclass
+class _Saves:
+    """What an interruption may still write: the state at the last log boundary and the iteration on disk."""
+    saved_iteration: int
+    whole_block: Checkpoint | None = None
 
 
 def _gradient_function(objective: Objective, compile: bool) -> Callable[[Params, Any], tuple[Params, Tensor]]:
@@ -326,19 +332,18 @@ def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator_stat
 
 
 @contextlib.contextmanager
-def _save_when_interrupted(whole_block: Callable[[], Checkpoint | None], saved_iteration: Callable[[], int],
-                           checkpoint_path: str | Path | None, experiment: str, bar: tqdm):
+def _save_when_interrupted(saves: _Saves, checkpoint_path: str | Path | None, experiment: str, bar: tqdm):
     """On KeyboardInterrupt, write the last whole block's state if it is newer than the checkpoint, then re-raise."""
     try:
         yield
     except KeyboardInterrupt:
-        snapshot = whole_block()
-        if checkpoint_path is not None and snapshot is not None and snapshot.iteration > saved_iteration():
+        snapshot, saved_iteration = saves.whole_block, saves.saved_iteration
+        if checkpoint_path is not None and snapshot is not None and snapshot.iteration > saved_iteration:
             save_checkpoint(snapshot, checkpoint_path)
             bar.write(f"{experiment}: interrupted; saved iteration {snapshot.iteration} to {checkpoint_path}, "
                       f"where the same command resumes")
-        elif checkpoint_path is not None and saved_iteration() > 0:
-            bar.write(f"{experiment}: interrupted; {checkpoint_path} holds iteration {saved_iteration()}, "
+        elif checkpoint_path is not None and saved_iteration > 0:
+            bar.write(f"{experiment}: interrupted; {checkpoint_path} holds iteration {saved_iteration}, "
                       f"where the same command resumes")
         elif checkpoint_path is not None:
             bar.write(f"{experiment}: interrupted before its first block of iterations ended; nothing saved")
