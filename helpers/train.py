@@ -229,8 +229,10 @@ def train(
         torch.cuda.synchronize(device)  # the last replays are still queued
     loop_seconds = time.monotonic() - started - validation_seconds
     bar.close()
-    final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,
-                      validation_counts, experiment, hyper, command)
+    final = saves.whole_block  # the state the loop last wrote, unless the run had no file or ended inside a block
+    if final is None or final.iteration != reached.iteration:
+        final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,
+                          validation_counts, experiment, hyper, command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final,
                        first_iteration=start, loop_seconds=loop_seconds)
 
@@ -312,8 +314,8 @@ class CheckedCompiledGradient:
                                 and torch.allclose(loss, reference_loss, rtol=self.rtol))
             if not self.trusted:
                 warnings.warn("torch.compile's meta-gradient does not match the eager one on this machine "
-                              f"(loss {float(loss):.6g} against {float(reference_loss):.6g}); training "
-                              "continues without compiling (same numbers, slower)", RuntimeWarning, stacklevel=2)
+                              f"(loss {loss.item():.6g} against {reference_loss.item():.6g}); training continues "
+                              "without compiling (same numbers, slower)", RuntimeWarning, stacklevel=2)
                 return reference, reference_loss
         return grads, loss
 
@@ -337,18 +339,21 @@ def _save_when_interrupted(saves: _Saves, checkpoint_path: str | Path | None, ex
     try:
         yield
     except KeyboardInterrupt:
-        snapshot, saved_iteration = saves.whole_block, saves.saved_iteration
-        if checkpoint_path is not None and snapshot is not None and snapshot.iteration > saved_iteration:
-            save_checkpoint(snapshot, checkpoint_path)
-            bar.write(f"{experiment}: interrupted; saved iteration {snapshot.iteration} to {checkpoint_path}, "
-                      f"where the same command resumes")
-        elif checkpoint_path is not None and saved_iteration > 0:
-            bar.write(f"{experiment}: interrupted; {checkpoint_path} holds iteration {saved_iteration}, "
-                      f"where the same command resumes")
-        elif checkpoint_path is not None:
-            bar.write(f"{experiment}: interrupted before its first block of iterations ended; nothing saved")
+        if checkpoint_path is not None:
+            bar.write(f"{experiment}: interrupted; {_save_unsaved_block(saves, checkpoint_path)}")
         bar.close()
         raise
+
+
+def _save_unsaved_block(saves: _Saves, checkpoint_path: str | Path) -> str:
+    """Write the last whole block if the file holds an older one; return where the same command resumes."""
+    block = saves.whole_block
+    if block is not None and block.iteration > saves.saved_iteration:
+        save_checkpoint(block, checkpoint_path)
+        return f"saved iteration {block.iteration} to {checkpoint_path}, where the same command resumes"
+    if saves.saved_iteration > 0:
+        return f"{checkpoint_path} holds iteration {saves.saved_iteration}, where the same command resumes"
+    return "no block of iterations had ended; nothing saved"
 
 
 # How the work is scheduled, not what is computed (vmap and loop give the same gradients: tests check it)

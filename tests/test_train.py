@@ -77,6 +77,21 @@ def test_each_validation_score_keeps_its_task_count_across_a_change_and_an_old_c
     assert resumed.checkpoint.validation_tasks == [count for _, _, count in points]
 
 
+def test_the_returned_checkpoint_is_the_end_state_with_or_without_a_file(tmp_path):
+    # with a file, the run hands back the state it last wrote instead of copying it again
+    for n_iterations in (60, 55):  # ending on a checkpoint, and inside a loss block
+        kept, unkept = short_run(tmp_path, n_iterations, path=tmp_path / f"{n_iterations}.pt"), short_run(tmp_path,
+                                                                                                          n_iterations)
+        ends = [kept.checkpoint, unkept.checkpoint, load_checkpoint(tmp_path / f"{n_iterations}.pt")]
+        assert [end.iteration for end in ends] == [n_iterations] * 3
+        for end in ends[1:]:
+            assert end.loss_history == ends[0].loss_history and end.validation_history == ends[0].validation_history
+            assert torch.equal(end.generator_state, ends[0].generator_state)
+            assert all(torch.equal(end.state_dict[k], v) for k, v in ends[0].state_dict.items())
+            steps = [state["step"] for state in end.optimizer_state["state"].values()]
+            assert all(float(step) == n_iterations for step in steps)
+
+
 def test_time_budget_stops_at_a_log_boundary_and_resumes_to_the_same_weights(tmp_path):
     unbroken = short_run(tmp_path, 60)
     path = tmp_path / "run.pt"
