@@ -337,7 +337,7 @@ def test_a_compiler_that_fails_to_build_falls_back_to_eager(monkeypatch):
     params = {"w": torch.tensor([1.0, 2.0], requires_grad=True)}
     with pytest.warns(RuntimeWarning, match="could not build"):
         grads, loss = gradient(params, torch.tensor([3.0, 4.0]))
-    assert torch.equal(grads["w"], torch.tensor([3.0, 4.0])) and float(loss) == 11.0
+    assert torch.equal(grads["w"], torch.tensor([3.0, 4.0])) and loss.item() == 11.0
     assert torch.equal(gradient(params, torch.tensor([1.0, 1.0]))[0]["w"], torch.tensor([1.0, 1.0]))
 
 
