@@ -229,8 +229,9 @@ def train(
         torch.cuda.synchronize(device)  # the last replays are still queued
     loop_seconds = time.monotonic() - started - validation_seconds
     bar.close()
-    final = saves.whole_block  # the state the loop last wrote, unless the run had no file or ended inside a block
-    if final is None or final.iteration != reached.iteration:
+    # with a file, the loop has already snapshotted its last iteration (every run ends on a log boundary)
+    final = saves.whole_block
+    if final is None:  # no file, or no iteration ran
         final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,
                           validation_counts, experiment, hyper, command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final,

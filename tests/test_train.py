@@ -79,10 +79,10 @@ def test_each_validation_score_keeps_its_task_count_across_a_change_and_an_old_c
 
 def test_the_returned_checkpoint_is_the_end_state_with_or_without_a_file(tmp_path):
     # with a file, the run hands back the state it last wrote instead of copying it again
-    for n_iterations in (60, 55):  # ending on a checkpoint, and inside a loss block
-        kept, unkept = short_run(tmp_path, n_iterations, path=tmp_path / f"{n_iterations}.pt"), short_run(tmp_path,
-                                                                                                          n_iterations)
-        ends = [kept.checkpoint, unkept.checkpoint, load_checkpoint(tmp_path / f"{n_iterations}.pt")]
+    for n_iterations in (60, 55):  # ending on a checkpoint, and on a short last loss block between checkpoints
+        path = tmp_path / f"{n_iterations}.pt"
+        kept, unkept = short_run(tmp_path, n_iterations, path=path), short_run(tmp_path, n_iterations)
+        ends = [kept.checkpoint, unkept.checkpoint, load_checkpoint(path)]
         assert [end.iteration for end in ends] == [n_iterations] * 3
         for end in ends[1:]:
             assert end.loss_history == ends[0].loss_history and end.validation_history == ends[0].validation_history
