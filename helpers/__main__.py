@@ -7,6 +7,7 @@
     python -m helpers train omniglot_20way_5shot --until 2000   # stop at iteration 2000; the schedule stays the paper's
     python -m helpers evaluate omniglot_5way_1shot     # (re)compute a checkpoint's test metrics, e.g. mid-training
     python -m helpers results --update-readme          # the README's Table 1 rows, from the checkpoints
+    python -m helpers results --update-docs            # the validation tables in docs/*.md, from the checkpoints
 """
 from __future__ import annotations
 
@@ -54,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="test tasks (default 600, as the paper; fewer are the first of the same tasks)")
     tables = commands.add_parser("results", help="print the Table 1 rows from the checkpoints' stored scores")
     tables.add_argument("--update-readme", action="store_true", help="rewrite them in README.md")
+    tables.add_argument("--update-docs", action="store_true",
+                        help="rewrite each cell's validation table in docs/*.md, between its markers")
     args = parser.parse_args(argv)
 
     if args.command == "results":
         from .results import main as results
-        return results(update_readme=args.update_readme)
+        return results(update_readme=args.update_readme, update_docs=args.update_docs)
     if args.command == "list":
         for name in sorted(EXPERIMENTS):
             print(f"{name:24s} {get_experiment(name).description}")

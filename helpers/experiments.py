@@ -218,6 +218,7 @@ FEWSHOT_CELLS: dict[str, FewShotCell] = {
 # 600-task test intervals of MiniImagenet (±0.75 points) put 100 tasks at about ±1.8, too wide to see a 2-point
 # change; 300 give about ±1.1, at a cost small beside 500 iterations. Earlier legs validated on 100 (docs/*_notes.md).
 VALIDATION_TASKS = 300
+VALIDATION_QUERY = 15  # query images per class behind each validation score, in every cell
 DATA_ENV_VARS = {"omniglot": "OMNIGLOT_DIR", "miniimagenet": "MINIIMAGENET_DIR"}
 # Notebook 03's views of the Omniglot rows: (n_way, k_shot, inner_lr, n_inner_steps, meta_batch_size) and Table 1
 OMNIGLOT_CELLS = {name: (c.n_way, c.k_shot, c.inner_lr, c.n_inner_steps, c.meta_batch_size)
@@ -269,8 +270,9 @@ def _fewshot(name: str) -> Experiment:
 
         def validate(model: nn.Module) -> float:
             curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=cell.n_way,
-                                     k_shot=cell.k_shot, n_tasks=VALIDATION_TASKS, inner_lr=cell.inner_lr,
-                                     max_steps=cell.n_inner_steps, seed=VALIDATION_SEED, rotate=rotate,
+                                     k_shot=cell.k_shot, n_query=VALIDATION_QUERY, n_tasks=VALIDATION_TASKS,
+                                     inner_lr=cell.inner_lr, max_steps=cell.n_inner_steps, seed=VALIDATION_SEED,
+                                     rotate=rotate,
                                      scored_steps=(cell.n_inner_steps,),
                                      task_batching=task_batching_on(next(model.parameters()).device,
                                                                     cell.task_batching))

@@ -1,17 +1,21 @@
-"""The README's Table 1 rows, made from the checkpoints' stored scores so that no number is typed by hand.
+"""The README's Table 1 rows and the docs' validation tables, made from the checkpoints so that no number is typed.
 
     python -m helpers results                  # print the tables
     python -m helpers results --update-readme  # rewrite them in README.md between their markers
+    python -m helpers results --update-docs    # rewrite each cell's validation table in docs/*.md
 """
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from .checkpoints import load_checkpoint
-from .experiments import FEWSHOT_CELLS, get_experiment
+from .experiments import FEWSHOT_CELLS, VALIDATION_QUERY, get_experiment
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = README.parent / "docs"
+VALIDATION_ROW = 10  # validation checks per table row: 5,000 iterations at one check every 500
 TITLES = {"omniglot": "Omniglot", "miniimagenet": "MiniImagenet"}
 
 
@@ -60,10 +64,82 @@ def readme_with_tables(text: str) -> str:
     return text
 
 
-def main(update_readme: bool = False) -> int:
+def _task_counts(points: list[tuple[int, float, int | None]]) -> str:
+    """Where the number of tasks behind each score changed, in words: a new count is not a new model."""
+    runs: list[list] = []  # [count, first iteration, last iteration]
+    for iteration, _, count in points:
+        if runs and runs[-1][0] == count:
+            runs[-1][2] = iteration
+        else:
+            runs.append([count, iteration, iteration])
+    words = [f"{'an unrecorded number of' if count is None else count} tasks"
+             + ("" if len(runs) == 1 else f" from {first:,} to {last:,}") for count, first, last in runs]
+    return ", ".join(words)
+
+
+def validation_grid(points: list[tuple[int, float, int | None]], every: int) -> list[str]:
+    """Markdown rows of validation scores (%), `VALIDATION_ROW` checks `every` iterations apart to a row, so that a
+    long history stays a short table; a check off that grid is an error rather than a misplaced number."""
+    off_grid = [iteration for iteration, _, _ in points if iteration <= 0 or iteration % every]
+    if off_grid:
+        raise ValueError(f"validation at iterations {off_grid}, not positive multiples of {every}")
+    span, rows = every * VALIDATION_ROW, {}
+    for iteration, score, _ in points:
+        start = (iteration - 1) // span * span
+        rows.setdefault(start, [""] * VALIDATION_ROW)[(iteration - start) // every - 1] = f"{100 * score:.1f}"
+    return (["| iterations | " + " | ".join(f"+{every * i:,}" for i in range(1, VALIDATION_ROW + 1)) + " |",
+             "|---" * (VALIDATION_ROW + 1) + "|"]
+            + [f"| {start:,} | " + " | ".join(cells) + " |" for start, cells in sorted(rows.items())])
+
+
+def validation_table(name: str) -> str:
+    """A cell's stored validation accuracy, with what each score averages, as the docs show it."""
+    experiment, cell = get_experiment(name), FEWSHOT_CELLS[name]
+    if not experiment.checkpoint_path.exists():
+        return f"`{name}`: not trained yet."
+    saved = load_checkpoint(experiment.checkpoint_path)
+    points = saved.validation_points()
+    if not points:
+        return f"`{name}`: no validation scores stored ({saved.iteration:,} iterations)."
+    steps = f"{cell.n_inner_steps} step{'s' if cell.n_inner_steps > 1 else ''}"
+    caption = (f"`{name}` at {saved.iteration:,} iterations: validation accuracy (%), {VALIDATION_QUERY} query "
+               f"images per class after {steps}, on {_task_counts(points)}.")
+    return "\n".join(textwrap.wrap(caption, 115) + [""] + validation_grid(points, experiment.validate_every))
+
+
+def _validation_markers(name: str) -> tuple[str, str]:
+    return f"<!-- validation:{name} (python -m helpers results --update-docs) -->", f"<!-- /validation:{name} -->"
+
+
+def docs_with_validation_tables(text: str) -> str:
+    """`text` with each cell's validation block, wherever one is, replaced by the checkpoint's current table."""
+    for name in FEWSHOT_CELLS:
+        start, end = _validation_markers(name)
+        pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)  # an empty block too
+        text = pattern.sub(lambda _: f"{start}\n{validation_table(name)}\n{end}", text)
+    return text
+
+
+def cells_without_validation_block(docs: Path = DOCS) -> list[str]:
+    """The few-shot cells that no page in `docs` holds a validation block for."""
+    pages = "".join(page.read_text() for page in sorted(docs.glob("*.md")))
+    return [name for name in FEWSHOT_CELLS if _validation_markers(name)[0] not in pages]
+
+
+def main(update_readme: bool = False, update_docs: bool = False) -> int:
     if update_readme:
         README.write_text(readme_with_tables(README.read_text()))
         print(f"updated the results tables in {README}")
+    if update_docs:
+        for page in sorted(DOCS.glob("*.md")):
+            text = page.read_text()
+            if (new := docs_with_validation_tables(text)) != text:
+                page.write_text(new)
+                print(f"updated the validation tables in {page}")
+        if missing := cells_without_validation_block():
+            print(f"no page in {DOCS} holds a validation block for: {', '.join(missing)}")
+            return 1
+    if update_readme or update_docs:
         return 0
     for dataset, title in TITLES.items():
         print(f"{title}\n\n{fewshot_results_table(dataset)}\n")

@@ -1,4 +1,5 @@
-"""The README's Table 1 rows are the ones the checkpoints hold: regenerating them changes nothing."""
+"""The README's Table 1 rows and the docs' validation tables are the ones the checkpoints hold: regenerating them
+changes nothing."""
 import pytest
 
 from helpers import results
@@ -22,3 +23,34 @@ def test_every_shipped_row_names_its_iterations_and_tasks():
 def test_a_readme_without_markers_is_refused():
     with pytest.raises(ValueError, match="no '<!-- results:omniglot"):
         results.readme_with_tables("# a README without the blocks\n")
+
+
+def test_docs_validation_tables_match_the_checkpoints():
+    assert results.cells_without_validation_block() == []
+    for page in sorted(results.DOCS.glob("*.md")):
+        text = page.read_text()
+        assert results.docs_with_validation_tables(text) == text, \
+            f"{page.name}: run `python -m helpers results --update-docs`"
+
+
+def test_validation_grid_puts_each_score_under_its_iteration():
+    points = [(500, 0.5, 100), (1000, 0.625, 100), (5500, 0.75, 300), (6500, 0.875, 300)]
+    header, rule, *rows = results.validation_grid(points, 500)
+    assert header.split(" | ")[1] == "+500" and header.split(" | ")[-1] == "+5,000 |"
+    assert rule.count("|---") == results.VALIDATION_ROW + 1
+    first, second = ([cell.strip() for cell in row.strip("|").split("|")] for row in rows)
+    assert first[:4] == ["0", "50.0", "62.5", ""] and second[:4] == ["5,000", "75.0", "", "87.5"]
+    assert results._task_counts(points) == "100 tasks from 500 to 1,000, 300 tasks from 5,500 to 6,500"
+    assert results._task_counts(points[:2]) == "100 tasks"
+
+
+def test_a_validation_check_off_the_grid_is_refused():
+    with pytest.raises(ValueError, match="not positive multiples of 500"):
+        results.validation_grid([(500, 0.5, 100), (750, 0.6, 100)], 500)
+
+
+def test_an_empty_validation_block_is_filled_and_a_foreign_one_left_alone():
+    start, end = results._validation_markers("omniglot_5way_1shot")
+    filled = results.docs_with_validation_tables(f"x\n{start}\n{end}\ny\n<!-- validation:other -->\n")
+    assert filled.startswith(f"x\n{start}\n`omniglot_5way_1shot`")
+    assert filled.endswith(f"{end}\ny\n<!-- validation:other -->\n")
