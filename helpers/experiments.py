@@ -272,8 +272,7 @@ def _fewshot(name: str) -> Experiment:
             curve = evaluate_fewshot(model, dict(model.named_parameters()), images, n_way=cell.n_way,
                                      k_shot=cell.k_shot, n_query=VALIDATION_QUERY, n_tasks=VALIDATION_TASKS,
                                      inner_lr=cell.inner_lr, max_steps=cell.n_inner_steps, seed=VALIDATION_SEED,
-                                     rotate=rotate,
-                                     scored_steps=(cell.n_inner_steps,),
+                                     rotate=rotate, scored_steps=(cell.n_inner_steps,),
                                      task_batching=task_batching_on(next(model.parameters()).device,
                                                                     cell.task_batching))
             return float(curve.mean[-1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 from .checkpoints import load_checkpoint
 from .experiments import FEWSHOT_CELLS, VALIDATION_QUERY, get_experiment
@@ -53,14 +54,20 @@ def _markers(dataset: str) -> tuple[str, str]:
     return f"<!-- results:{dataset} (python -m helpers results --update-readme) -->", f"<!-- /results:{dataset} -->"
 
 
+def _fill_blocks(text: str, start: str, end: str, make_body: Callable[[], str]) -> tuple[str, int]:
+    """`text` with whatever lies between each `start` line and its `end` marker (empty too) replaced by
+    `make_body()`, made only if a block is there, and how many blocks there were."""
+    pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)
+    return pattern.subn(lambda _: f"{start}\n{make_body()}\n{end}", text)
+
+
 def readme_with_tables(text: str) -> str:
     """`text` with every data set's table replaced between its markers (a missing marker is an error)."""
     for dataset in TITLES:
         start, end = _markers(dataset)
-        pattern = re.compile(re.escape(start) + r"\n.*?\n" + re.escape(end), re.S)
-        if not pattern.search(text):
+        text, found = _fill_blocks(text, start, end, lambda: fewshot_results_table(dataset))
+        if not found:
             raise ValueError(f"README.md has no '{start}' ... '{end}' block to hold the {TITLES[dataset]} table")
-        text = pattern.sub(lambda _: f"{start}\n{fewshot_results_table(dataset)}\n{end}", text)
     return text
 
 
@@ -114,9 +121,7 @@ def _validation_markers(name: str) -> tuple[str, str]:
 def docs_with_validation_tables(text: str) -> str:
     """`text` with each cell's validation block, wherever one is, replaced by the checkpoint's current table."""
     for name in FEWSHOT_CELLS:
-        start, end = _validation_markers(name)
-        pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)  # an empty block too
-        text = pattern.sub(lambda _: f"{start}\n{validation_table(name)}\n{end}", text)
+        text, _ = _fill_blocks(text, *_validation_markers(name), lambda: validation_table(name))
     return text
 
 
