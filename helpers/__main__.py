@@ -7,7 +7,7 @@
     python -m helpers train omniglot_20way_5shot --until 2000   # stop at iteration 2000; the schedule stays the paper's
     python -m helpers evaluate omniglot_5way_1shot     # (re)compute a checkpoint's test metrics, e.g. mid-training
     python -m helpers results --update-readme          # the README's Table 1 rows, from the checkpoints
-    python -m helpers results --update-docs            # the validation tables in docs/*.md, from the checkpoints
+    python -m helpers results --update-docs            # the validation and test-score tables in docs/*.md
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = commands.add_parser("results", help="print the Table 1 rows from the checkpoints' stored scores")
     tables.add_argument("--update-readme", action="store_true", help="rewrite them in README.md")
     tables.add_argument("--update-docs", action="store_true",
-                        help="rewrite each cell's validation table in docs/*.md, between its markers")
+                        help="rewrite each cell's validation and test-score tables in docs/*.md, between their markers")
     args = parser.parse_args(argv)
 
     if args.command == "results":
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = experiment_metrics(experiment.name, checkpoint.build_model().to(device), args.tasks,
                                     progress=True)
         print(f"scored on {device} in {time.perf_counter() - started:.1f} s")
-        checkpoint.metrics = {**checkpoint.metrics, **scores}
+        checkpoint.record_scores({**checkpoint.metrics, **scores})
         save_checkpoint(checkpoint, path)
         print(f"{experiment.name} after {checkpoint.iteration} iterations -> {path}")
         for key, value in checkpoint.metrics.items():
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{next(result.model.parameters()).device} "
               f"took {1e3 * result.loop_seconds / ran:.1f} ms each (validation excluded)")
     checkpoint = result.checkpoint
-    checkpoint.metrics = experiment_metrics(experiment.name, result.model, progress=True)
-    checkpoint.metrics["train_seconds_this_run"] = round(seconds, 1)
+    checkpoint.record_scores({**experiment_metrics(experiment.name, result.model, progress=True),
+                              "train_seconds_this_run": round(seconds, 1)})
     save_checkpoint(checkpoint, out)
     print(f"{experiment.name}: {result.iteration} iterations, {seconds:.1f} s this run -> {out}")
     for key, value in checkpoint.metrics.items():

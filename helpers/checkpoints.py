@@ -13,6 +13,14 @@ from .models import build_model
 FORMAT = "helpers-maml-checkpoint/1"
 
 
+def stored_score(metrics: dict[str, Any], query: int, steps: int) -> dict[str, float] | None:
+    """A few-shot scoring's accuracy with `query` images per class after `steps` steps, or None; the plain key holds
+    the run's own `query_per_class` (K, or 15 in scorings from before both protocols were kept)."""
+    if metrics.get("query_per_class") == query:
+        return metrics.get(f"test_accuracy_step{steps}")
+    return metrics.get(f"test_accuracy_{query}query_step{steps}")
+
+
 @dataclass
 class Checkpoint:
     """Everything needed to rebuild a model, resume its training, and say where it came from."""
@@ -28,6 +36,8 @@ class Checkpoint:
     validation_history: list[tuple[int, float]] = field(default_factory=list)  # (iteration, score)
     # how many tasks each validation score averages (None: not recorded); a change of count is not a change of model
     validation_tasks: list[int | None] = field(default_factory=list)
+    # every scoring of this run, oldest first: {"iteration", "metrics", "command"}; `metrics` holds the latest only
+    test_history: list[dict[str, Any]] = field(default_factory=list)
     optimizer_state: dict[str, Any] | None = None  # only needed to resume
     generator_state: torch.Tensor | None = None  # only needed to resume
 
@@ -42,6 +52,19 @@ class Checkpoint:
         was recorded give None for it."""
         tasks = list(self.validation_tasks) + [None] * (len(self.validation_history) - len(self.validation_tasks))
         return [(int(it), float(score), count) for (it, score), count in zip(self.validation_history, tasks)]
+
+    def test_curve(self, query: int, steps: int) -> list[tuple[int, float, float]]:
+        """(iteration, mean %, 95% interval) of each stored scoring with `query` images per class after `steps`."""
+        points = [(entry["iteration"], stored_score(entry["metrics"], query, steps)) for entry in self.test_history]
+        return [(iteration, score["mean"], score["ci95"]) for iteration, score in points if score is not None]
+
+    def record_scores(self, scores: dict[str, Any]) -> None:
+        """Make `scores` the current metrics and keep them in `test_history`, so that a leg's test scores outlive
+        the next leg's; a rescoring at the same iteration replaces that iteration's entry."""
+        self.metrics = dict(scores)
+        earlier = [entry for entry in self.test_history if entry["iteration"] != self.iteration]
+        entry = {"iteration": self.iteration, "metrics": dict(scores), "command": self.command}
+        self.test_history = sorted(earlier + [entry], key=lambda e: e["iteration"])
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:

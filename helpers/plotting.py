@@ -59,6 +59,19 @@ def plot_validation(points: Sequence[tuple[int, float, int | None]], *, ax: Axes
     return ax
 
 
+def plot_test_scores(points: Sequence[tuple[int, float, float]], *, ax: Axes | None = None,
+                     label: str = "test accuracy", x_scale: float = 1.0, offset: float = 0.0, **style) -> Axes:
+    """A checkpoint's stored test scores (`Checkpoint.test_curve`) as points with their 95% intervals: each on far
+    more tasks than a validation check, taken only where a training leg stopped. Iterations are moved by `offset`
+    (to set several cells side by side) and divided by `x_scale`; `style` goes to `errorbar`."""
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    if points:
+        iterations, means, intervals = zip(*points)
+        ax.errorbar([(it + offset) / x_scale for it in iterations], means, yerr=intervals,
+                    **{"fmt": "s", "ms": 3.5, "capsize": 2, "label": label, **style})
+    return ax
+
+
 def plot_error_vs_steps(curves: Mapping[str, StepCurve], *, ax: Axes | None = None, ylabel: str = "test MSE",
                         title: str = "", reference: Mapping[int, float] | None = None,
                         reference_label: str = "paper") -> Axes:

@@ -1,8 +1,9 @@
-"""The README's Table 1 rows and the docs' validation tables, made from the checkpoints so that no number is typed.
+"""The README's Table 1 rows and the docs' validation and test-score tables, made from the checkpoints so that no
+number is typed.
 
     python -m helpers results                  # print the tables
     python -m helpers results --update-readme  # rewrite them in README.md between their markers
-    python -m helpers results --update-docs    # rewrite each cell's validation table in docs/*.md
+    python -m helpers results --update-docs    # rewrite each cell's validation and test-score tables in docs/*.md
 """
 from __future__ import annotations
 
@@ -114,21 +115,48 @@ def validation_table(name: str) -> str:
     return "\n".join(textwrap.wrap(caption, 115) + [""] + validation_grid(points, experiment.validate_every))
 
 
-def _validation_markers(name: str) -> tuple[str, str]:
-    return f"<!-- validation:{name} (python -m helpers results --update-docs) -->", f"<!-- /validation:{name} -->"
+def test_score_table(name: str) -> str:
+    """Every stored scoring of a cell's checkpoint: how its test accuracy moved with the iterations."""
+    experiment, cell = get_experiment(name), FEWSHOT_CELLS[name]
+    if not experiment.checkpoint_path.exists():
+        return f"`{name}`: not trained yet."
+    saved = load_checkpoint(experiment.checkpoint_path)
+    if not saved.test_history:
+        return f"`{name}`: no test scores stored ({saved.iteration:,} iterations)."
+    steps, k = cell.test_steps, cell.k_shot
+    curves = {query: {it: (mean, ci95) for it, mean, ci95 in saved.test_curve(query, steps)} for query in (k, 15)}
+    caption = (f"`{name}`: test accuracy (%) after {steps} step{'s' if steps > 1 else ''} at each scoring of its "
+               f"checkpoint, with K = {k} and with 15 query images per class.")
+    rows = ["| iterations | K query images per class | 15 query images per class | test tasks |", "|---|---|---|---|"]
+    for entry in saved.test_history:
+        scores = [curves[query].get(entry["iteration"]) for query in (k, 15)]
+        rows.append(f"| {entry['iteration']:,} | "
+                    + " | ".join("not scored" if s is None else f"{s[0]:.2f} ± {s[1]:.2f}" for s in scores)
+                    + f" | {entry['metrics'].get('test_tasks', '')} |")
+    return "\n".join(textwrap.wrap(caption, 115) + [""] + rows)
 
 
-def docs_with_validation_tables(text: str) -> str:
-    """`text` with each cell's validation block, wherever one is, replaced by the checkpoint's current table."""
-    for name in FEWSHOT_CELLS:
-        text, _ = _fill_blocks(text, *_validation_markers(name), lambda: validation_table(name))
+DOCS_TABLES = {"validation": validation_table, "test-scores": test_score_table}  # each cell has one of each
+
+
+def _docs_markers(kind: str, name: str) -> tuple[str, str]:
+    return f"<!-- {kind}:{name} (python -m helpers results --update-docs) -->", f"<!-- /{kind}:{name} -->"
+
+
+def docs_with_tables(text: str) -> str:
+    """`text` with each cell's validation and test-score blocks, wherever they are, replaced by the checkpoint's
+    current tables."""
+    for kind, table in DOCS_TABLES.items():
+        for name in FEWSHOT_CELLS:
+            text, _ = _fill_blocks(text, *_docs_markers(kind, name), lambda: table(name))
     return text
 
 
-def cells_without_validation_block(docs: Path = DOCS) -> list[str]:
-    """The few-shot cells that no page in `docs` holds a validation block for."""
+def missing_docs_blocks(docs: Path = DOCS) -> list[str]:
+    """'kind:cell' for each table that no page in `docs` holds a block for."""
     pages = "".join(page.read_text() for page in sorted(docs.glob("*.md")))
-    return [name for name in FEWSHOT_CELLS if _validation_markers(name)[0] not in pages]
+    return [f"{kind}:{name}" for kind in DOCS_TABLES for name in FEWSHOT_CELLS
+            if _docs_markers(kind, name)[0] not in pages]
 
 
 def main(update_readme: bool = False, update_docs: bool = False) -> int:
@@ -138,11 +166,11 @@ def main(update_readme: bool = False, update_docs: bool = False) -> int:
     if update_docs:
         for page in sorted(DOCS.glob("*.md")):
             text = page.read_text()
-            if (new := docs_with_validation_tables(text)) != text:
+            if (new := docs_with_tables(text)) != text:
                 page.write_text(new)
-                print(f"updated the validation tables in {page}")
-        if missing := cells_without_validation_block():
-            print(f"no page in {DOCS} holds a validation block for: {', '.join(missing)}")
+                print(f"updated the tables in {page}")
+        if missing := missing_docs_blocks():
+            print(f"no page in {DOCS} holds a block for: {', '.join(missing)}")
             return 1
     if update_readme or update_docs:
         return 0

@@ -136,6 +136,7 @@ def train(
     loss_history: list[float] = []
     validation_history: list[tuple[int, float]] = []
     validation_counts: list[int | None] = []
+    test_history: list[dict[str, Any]] = []  # earlier legs' test scores, carried into every save of this one
     start = 0
     if checkpoint_path is not None and resume and Path(checkpoint_path).exists():
         saved = load_checkpoint(checkpoint_path, expected_model_config=model.config())
@@ -150,6 +151,7 @@ def train(
         start, loss_history = saved.iteration, list(saved.loss_history)
         validation_history = [tuple(entry) for entry in saved.validation_history]
         validation_counts = [count for _, _, count in saved.validation_points()]
+        test_history = list(saved.test_history)
 
     params = dict(model.named_parameters())
     at_iteration = getattr(objective, "at_iteration", None)
@@ -217,7 +219,7 @@ def train(
             checkpoint_due = done % config.checkpoint_every == 0 or done == end or out_of_time
             if checkpoint_path is not None and (checkpoint_due or done % config.log_every == 0):
                 saves.whole_block = _snapshot(model, optimizer, state, done, loss_history, validation_history,
-                                              validation_counts, experiment, hyper, command)
+                                              validation_counts, test_history, experiment, hyper, command)
                 if checkpoint_due:
                     save_checkpoint(saves.whole_block, checkpoint_path)
                     saves.saved_iteration = done
@@ -233,7 +235,7 @@ def train(
     final = saves.whole_block
     if final is None:  # no file, or no iteration ran
         final = _snapshot(model, optimizer, reached.state, reached.iteration, loss_history, validation_history,
-                          validation_counts, experiment, hyper, command)
+                          validation_counts, test_history, experiment, hyper, command)
     return TrainResult(model=model, loss_history=loss_history, iteration=final.iteration, checkpoint=final,
                        first_iteration=start, loop_seconds=loop_seconds)
 
@@ -323,15 +325,15 @@ class CheckedCompiledGradient:
 
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, generator_state: Tensor, iteration: int,
               loss_history: list[float], validation_history: list[tuple[int, float]],
-              validation_counts: list[int | None], experiment: str, hyper: dict[str, Any],
-              command: str | None) -> Checkpoint:
+              validation_counts: list[int | None], test_history: list[dict[str, Any]], experiment: str,
+              hyper: dict[str, Any], command: str | None) -> Checkpoint:
     return Checkpoint(
         experiment=experiment, model_config=model.config(),
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         iteration=iteration, train_config=hyper, command=command or " ".join(sys.argv),
         loss_history=list(loss_history), validation_history=list(validation_history),
-        validation_tasks=list(validation_counts), optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        generator_state=generator_state.clone())
+        validation_tasks=list(validation_counts), test_history=list(test_history),
+        optimizer_state=copy.deepcopy(optimizer.state_dict()), generator_state=generator_state.clone())
 
 
 @contextlib.contextmanager

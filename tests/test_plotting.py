@@ -1,4 +1,4 @@
-"""A validation curve says how many tasks each of its points averages."""
+"""A validation curve says how many tasks each of its points averages; test scores carry their intervals."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -38,3 +38,14 @@ def test_a_shared_filled_count_keeps_a_curve_of_fewer_tasks_hollow(ax):
     plotting.plot_validation([(500, 0.4, 100), (1000, 0.5, 100)], ax=ax, label="b")
     drawn = markers(ax)
     assert drawn["a, 100 tasks"][2] is False and drawn["b, 100 tasks"][2] is True
+
+
+def test_test_scores_are_drawn_at_their_iterations_with_their_intervals(ax):
+    plotting.plot_test_scores([(1000, 90.0, 0.5), (3000, 95.0, 0.25)], ax=ax, x_scale=1000, offset=100, label="t")
+    (bars,) = ax.containers
+    assert list(bars.lines[0].get_xdata()) == [1.1, 3.1] and list(bars.lines[0].get_ydata()) == [90.0, 95.0]
+    segments = bars.lines[2][0].get_segments()
+    assert [(low[1], high[1]) for low, high in segments] == [(89.5, 90.5), (94.75, 95.25)]
+    assert ax.get_legend_handles_labels()[1] == ["t"]
+    plotting.plot_test_scores([], ax=ax)  # a cell never scored draws nothing
+    assert len(ax.containers) == 1

@@ -1,8 +1,9 @@
-"""The README's Table 1 rows and the docs' validation tables are the ones the checkpoints hold: regenerating them
-changes nothing."""
+"""The README's Table 1 rows and the docs' validation and test-score tables are the ones the checkpoints hold:
+regenerating them changes nothing."""
 import pytest
 
 from helpers import results
+from helpers.checkpoints import Checkpoint
 
 
 def test_readme_tables_match_the_checkpoints():
@@ -25,11 +26,11 @@ def test_a_readme_without_markers_is_refused():
         results.readme_with_tables("# a README without the blocks\n")
 
 
-def test_docs_validation_tables_match_the_checkpoints():
-    assert results.cells_without_validation_block() == []
+def test_docs_tables_match_the_checkpoints():
+    assert results.missing_docs_blocks() == []
     for page in sorted(results.DOCS.glob("*.md")):
         text = page.read_text()
-        assert results.docs_with_validation_tables(text) == text, \
+        assert results.docs_with_tables(text) == text, \
             f"{page.name}: run `python -m helpers results --update-docs`"
 
 
@@ -50,7 +51,27 @@ def test_a_validation_check_off_the_grid_is_refused():
 
 
 def test_an_empty_validation_block_is_filled_and_a_foreign_one_left_alone():
-    start, end = results._validation_markers("omniglot_5way_1shot")
-    filled = results.docs_with_validation_tables(f"x\n{start}\n{end}\ny\n<!-- validation:other -->\n")
+    start, end = results._docs_markers("validation", "omniglot_5way_1shot")
+    filled = results.docs_with_tables(f"x\n{start}\n{end}\ny\n<!-- validation:other -->\n")
     assert filled.startswith(f"x\n{start}\n`omniglot_5way_1shot`")
     assert filled.endswith(f"{end}\ny\n<!-- validation:other -->\n")
+
+
+def test_a_scoring_from_before_both_protocols_were_kept_goes_under_its_own_query_count():
+    both = {"query_per_class": 1, "test_accuracy_step1": {"mean": 99.1, "ci95": 0.3},
+            "test_accuracy_15query_step1": {"mean": 97.5, "ci95": 0.2}}
+    fifteen_only = {"query_per_class": 15, "test_accuracy_step1": {"mean": 97.4, "ci95": 0.3}}
+    saved = Checkpoint(experiment="x", model_config={}, state_dict={}, iteration=200, train_config={},
+                       test_history=[{"iteration": 100, "metrics": fifteen_only, "command": ""},
+                                     {"iteration": 200, "metrics": both, "command": ""}])
+    assert saved.test_curve(1, 1) == [(200, 99.1, 0.3)]
+    assert saved.test_curve(15, 1) == [(100, 97.4, 0.3), (200, 97.5, 0.2)]
+    assert saved.test_curve(1, 5) == []
+
+
+def test_the_test_score_table_lists_every_stored_scoring():
+    name = "omniglot_20way_5shot"
+    saved = results.load_checkpoint(results.get_experiment(name).checkpoint_path)
+    header, rule, *rows = results.test_score_table(name).split("\n\n")[1].splitlines()
+    assert header.startswith("| iterations | K query") and len(rows) == len(saved.test_history) >= 12
+    assert rows[-1].startswith(f"| {saved.iteration:,} | {saved.metrics['test_accuracy_step5']['mean']:.2f} ± ")

@@ -158,6 +158,24 @@ def test_the_command_stops_at_until_and_records_the_full_schedule(tmp_path):
     assert saved["iteration"] == 200 and saved["train_config"]["n_iterations"] == 400
 
 
+def test_each_legs_scores_are_kept_and_a_rescore_replaces_its_own(tmp_path, monkeypatch):
+    import helpers.__main__ as cli
+    scorings = itertools.count(1)
+    monkeypatch.setattr(cli, "experiment_metrics", lambda *args, **kwargs: {"scoring": next(scorings)})
+    out = tmp_path / "legs.pt"
+    for until in ("100", "200"):
+        assert cli.main(["train", "sinusoid_maml", "--iterations", "400", "--until", until, "--out", str(out),
+                         "--no-compile"]) == 0
+    assert load_checkpoint(out).test_history[0]["command"].endswith(f"--until 100 --out {out} --no-compile")
+    assert cli.main(["evaluate", "sinusoid_maml", "--checkpoint", str(out)]) == 0
+    saved = load_checkpoint(out)
+    assert [(e["iteration"], e["metrics"]["scoring"]) for e in saved.test_history] == [(100, 1), (200, 3)]
+    assert saved.metrics == saved.test_history[-1]["metrics"] and "train_seconds_this_run" in saved.metrics
+    cli.main(["train", "sinusoid_maml", "--iterations", "400", "--until", "300", "--out", str(out), "--fresh",
+              "--no-compile"])
+    assert [e["iteration"] for e in load_checkpoint(out).test_history] == [300], "a fresh run has no past"
+
+
 def test_the_command_saves_an_interrupted_run_and_exits_130(tmp_path, monkeypatch, capsys):
     import helpers.__main__ as cli
     real = get_experiment("sinusoid_maml")  # log_every 100, checkpoint_every 5,000: only the interruption saves
