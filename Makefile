@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NB ?= notebooks/01_sinusoid_maml.ipynb
 PORT ?= 8866
 
-.PHONY: lab test test-fast test-browser site present benchmarks checkpoints clean
+.PHONY: lab test test-fast test-browser site present benchmarks checkpoints results clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ checkpoints: $(STAMP)
 	$(BIN)/python -m helpers train sinusoid_maml --fresh --seed 1 --out data/checkpoints/sinusoid_maml_seed1.pt
 	$(BIN)/python -m helpers train sinusoid_pretrained --fresh
 	$(BIN)/python -m helpers train sinusoid_oracle --fresh
+
+## After a training leg: complete the checkpoints' records, then rewrite the README's and docs' tables from them.
+results: $(STAMP)
+	$(BIN)/python tools/record_validation_tasks.py
+	$(BIN)/python tools/record_test_history.py
+	$(BIN)/python -m helpers results --update-readme --update-docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache
