@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = commands.add_parser("results", help="print the Table 1 rows from the checkpoints' stored scores")
     tables.add_argument("--update-readme", action="store_true", help="rewrite them in README.md")
     tables.add_argument("--update-docs", action="store_true",
-                        help="rewrite each cell's validation and test-score tables in docs/*.md, between their markers")
+                        help="rewrite each cell's validation and test-score tables in docs/*.md, between their "
+                             "markers")
     args = parser.parse_args(argv)
 
     if args.command == "results":

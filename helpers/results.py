@@ -127,7 +127,8 @@ def test_score_table(name: str) -> str:
     curves = {query: {it: (mean, ci95) for it, mean, ci95 in saved.test_curve(query, steps)} for query in (k, 15)}
     caption = (f"`{name}`: test accuracy (%) after {steps} step{'s' if steps > 1 else ''} at each scoring of its "
                f"checkpoint, with K = {k} and with 15 query images per class.")
-    rows = ["| iterations | K query images per class | 15 query images per class | test tasks |", "|---|---|---|---|"]
+    rows = ["| iterations | K query images per class | 15 query images per class | test tasks |",
+            "|---|---|---|---|"]
     for entry in saved.test_history:
         scores = [curves[query].get(entry["iteration"]) for query in (k, 15)]
         rows.append(f"| {entry['iteration']:,} | "

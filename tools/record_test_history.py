@@ -4,8 +4,8 @@ A checkpoint keeps every scoring of its run in `test_history` (`Checkpoint.recor
 leg's scores were overwritten by the next leg's, but each committed version of the file still holds its own: this
 reads them from the repository's history of the file (`git log`), newest first, so that a rescoring committed
 later at the same iteration wins, back to the first version of the same run (its loss history a prefix of the
-current one: a version from before a `--fresh` start is another model). Entries a checkpoint already holds are kept as they are, so a second run
-changes nothing.
+current one: a version from before a `--fresh` start is another model). Entries a checkpoint already holds are kept
+as they are, so a second run changes nothing.
 
     python tools/record_test_history.py [CHECKPOINT ...]   # default: the few-shot cells' checkpoints
 """
@@ -53,7 +53,8 @@ def record(path: Path, repo: Path = ROOT) -> int:
     if checkpoint.metrics and checkpoint.iteration not in known:  # scored since its last commit
         checkpoint.record_scores(checkpoint.metrics)
         known.add(checkpoint.iteration)
-    added = [entry for entry in committed_scorings(path, list(checkpoint.loss_history), repo) if entry["iteration"] not in known]
+    committed = committed_scorings(path, list(checkpoint.loss_history), repo)
+    added = [entry for entry in committed if entry["iteration"] not in known]
     checkpoint.test_history = sorted(checkpoint.test_history + added, key=lambda entry: entry["iteration"])
     if len(checkpoint.test_history) > before:
         save_checkpoint(checkpoint, path)
