@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 from typing import Callable
 
-from .checkpoints import load_checkpoint
+from .checkpoints import load_checkpoint, stored_score
 from .experiments import FEWSHOT_CELLS, VALIDATION_QUERY, get_experiment
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -124,15 +124,14 @@ def test_score_table(name: str) -> str:
     if not saved.test_history:
         return f"`{name}`: no test scores stored ({saved.iteration:,} iterations)."
     steps, k = cell.test_steps, cell.k_shot
-    curves = {query: {it: (mean, ci95) for it, mean, ci95 in saved.test_curve(query, steps)} for query in (k, 15)}
     caption = (f"`{name}`: test accuracy (%) after {steps} step{'s' if steps > 1 else ''} at each scoring of its "
                f"checkpoint, with K = {k} and with 15 query images per class.")
     rows = ["| iterations | K query images per class | 15 query images per class | test tasks |",
             "|---|---|---|---|"]
     for entry in saved.test_history:
-        scores = [curves[query].get(entry["iteration"]) for query in (k, 15)]
+        scores = [stored_score(entry["metrics"], query, steps) for query in (k, 15)]
         rows.append(f"| {entry['iteration']:,} | "
-                    + " | ".join("not scored" if s is None else f"{s[0]:.2f} ± {s[1]:.2f}" for s in scores)
+                    + " | ".join("not scored" if s is None else f"{s['mean']:.2f} ± {s['ci95']:.2f}" for s in scores)
                     + f" | {entry['metrics'].get('test_tasks', '')} |")
     return "\n".join(textwrap.wrap(caption, 115) + [""] + rows)
 
