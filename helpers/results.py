@@ -14,6 +14,7 @@ from typing import Callable
 
 from .checkpoints import load_checkpoint, stored_score
 from .experiments import FEWSHOT_CELLS, VALIDATION_QUERY, get_experiment
+from .quoted_scores import unmatched_quotes
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 DOCS = README.parent / "docs"
@@ -173,6 +174,9 @@ def main(update_readme: bool = False, update_docs: bool = False) -> int:
             print(f"no page in {DOCS} holds a block for: {', '.join(missing)}")
             return 1
     if update_readme or update_docs:
+        if wrong := unmatched_quotes():  # prose written by hand that the new scores left behind
+            print("\n".join(["scores quoted in prose that no checkpoint stores:"] + wrong))
+            return 1
         return 0
     for dataset, title in TITLES.items():
         print(f"{title}\n\n{fewshot_results_table(dataset)}\n")

@@ -2,7 +2,7 @@
 regenerating them changes nothing."""
 import pytest
 
-from helpers import results
+from helpers import quoted_scores, results
 from helpers.checkpoints import Checkpoint
 
 
@@ -75,3 +75,31 @@ def test_the_test_score_table_lists_every_stored_scoring():
     header, rule, *rows = results.test_score_table(name).split("\n\n")[1].splitlines()
     assert header.startswith("| iterations | K query") and len(rows) == len(saved.test_history) >= 12
     assert rows[-1].startswith(f"| {saved.iteration:,} | {saved.metrics['test_accuracy_step5']['mean']:.2f} ± ")
+
+
+def test_every_score_quoted_beside_an_iteration_is_a_stored_one():
+    quoted = {path.name: quoted_scores.find_quotes(path.read_text(), path.name, dataset)
+              for path, dataset in quoted_scores.PAGES.items()}
+    assert all(quoted.values()), f"a page quotes no score, so this test checks nothing there: {quoted}"
+    assert quoted_scores.unmatched_quotes() == []
+
+
+def test_a_quote_matches_only_a_score_stored_at_its_iteration():
+    saved = Checkpoint(experiment="x", model_config={}, state_dict={}, iteration=700, train_config={},
+                       validation_history=[(500, 0.9755)],  # quoted 97.6: a tie rounds either way
+                       test_history=[{"iteration": 700, "command": "",
+                                      "metrics": {"test_tasks": 600, "test_accuracy_step5": {"mean": 97.18,
+                                                                                             "ci95": 0.15}}}])
+    readme = ("<!-- results:omniglot (x) -->\n| table |\n\n"
+              "- **20-way 5-shot** rose (97.6% at 500, 97.18 ± 0.15% at\n  700, 97.18% at 500, 97.19% at 700).\n"
+              "- **7-way 3-shot** names no cell: 12.34% at 700.\n")
+    quotes = quoted_scores.find_quotes(readme, "README.md")
+    assert [(q.cell, q.text) for q in quotes] == [("omniglot_20way_5shot", "97.6% at 500"),
+                                                  ("omniglot_20way_5shot", "97.18 ± 0.15% at 700"),
+                                                  ("omniglot_20way_5shot", "97.18% at 500"),
+                                                  ("omniglot_20way_5shot", "97.19% at 700")]
+    assert [quoted_scores.quote_matches(q, saved) for q in quotes] == [True, True, False, False]
+    assert quoted_scores.find_quotes(readme.split("\n\n")[1], "README.md") == []  # no table above: no data set
+    notes = "* *5-way 1-shot, first order*: 43.50% at 20,000\n"
+    assert [q.cell for q in quoted_scores.find_quotes(notes, "x.md", "miniimagenet")] == \
+        ["miniimagenet_5way_1shot_first_order"]
