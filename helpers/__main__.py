@@ -17,12 +17,22 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .device import default_device
+from .device import default_device, machine_name
 from .experiments import EXPERIMENTS, get_experiment
 from .metrics import experiment_metrics
 from .train import train
+
+
+def leg_record(first_iteration: int, seconds_per_iteration: float, device: torch.device) -> dict[str, Any]:
+    """How a training leg ran, kept with the scoring that ends it, so that the docs can quote its speed and
+    machine from the checkpoint rather than from memory."""
+    return {"from_iteration": first_iteration, "ms_per_iteration": round(1e3 * seconds_per_iteration, 1),
+            "device": device.type, "machine": machine_name(device), "threads": torch.get_num_threads()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{next(result.model.parameters()).device} "
               f"took {1e3 * result.loop_seconds / ran:.1f} ms each (validation excluded)")
     checkpoint = result.checkpoint
+    leg = {"leg": leg_record(result.first_iteration, result.loop_seconds / ran,
+                             next(result.model.parameters()).device)} if ran else {}
     checkpoint.record_scores({**experiment_metrics(experiment.name, result.model, progress=True),
-                              "train_seconds_this_run": round(seconds, 1)})
+                              "train_seconds_this_run": round(seconds, 1), **leg})
     save_checkpoint(checkpoint, out)
     print(f"{experiment.name}: {result.iteration} iterations, {seconds:.1f} s this run -> {out}")
     for key, value in checkpoint.metrics.items():

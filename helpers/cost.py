@@ -132,7 +132,7 @@ def steps_cost_table(experiments: tuple[str, ...] = ("sinusoid_maml", "omniglot_
                     order = "first" if first_order else "second"
                     print(f"{experiment:22s} {order:6s} order, {n_steps:2d} steps: {cost.seconds:8.4f} s, "
                           f"+{cost.peak_mib:8.1f} MiB", flush=True)
-    return {"device": device, "machine": machine_name() if device == "cpu" else device, "threads": threads,
+    return {"device": device, "machine": machine_name(torch.device(device)), "threads": threads,
             "torch": torch.__version__, "rows": rows}
 
 

@@ -48,10 +48,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def machine_name() -> str:
-    """The processor (or GPU) that a stored timing was measured on, for the figures that quote it."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
+def machine_name(device: torch.device | None = None) -> str:
+    """The processor (or GPU) that a stored timing was measured on, for the figures that quote it; without a
+    `device`, the GPU if there is one."""
+    if device.type == "cuda" if device is not None else torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -116,6 +116,18 @@ def validation_table(name: str) -> str:
     return "\n".join(textwrap.wrap(caption, 115) + [""] + validation_grid(points, experiment.validate_every))
 
 
+def _leg(entry: dict) -> str:
+    """How the training that led to a scoring ran ('' for scorings from before legs were recorded)."""
+    leg = entry["metrics"].get("leg")
+    if leg is None:
+        return ""
+    ms, threads = leg["ms_per_iteration"], leg["threads"]
+    speed = f"{ms / 1e3:.2f} s" if ms >= 1e3 else f"{ms:.0f} ms"
+    where = f"{threads} thread{'s' if threads > 1 else ''}, {leg['machine']}" if leg["device"] == "cpu" \
+        else leg["machine"]
+    return f"from {leg['from_iteration']:,}: {speed} an iteration ({where})"
+
+
 def test_score_table(name: str) -> str:
     """Every stored scoring of a cell's checkpoint: how its test accuracy moved with the iterations."""
     experiment, cell = get_experiment(name), FEWSHOT_CELLS[name]
@@ -126,14 +138,15 @@ def test_score_table(name: str) -> str:
         return f"`{name}`: no test scores stored ({saved.iteration:,} iterations)."
     steps, k = cell.test_steps, cell.k_shot
     caption = (f"`{name}`: test accuracy (%) after {steps} step{'s' if steps > 1 else ''} at each scoring of its "
-               f"checkpoint, with K = {k} and with 15 query images per class.")
-    rows = ["| iterations | K query images per class | 15 query images per class | test tasks |",
-            "|---|---|---|---|"]
+               f"checkpoint, with K = {k} and with 15 query images per class, and the speed of the training leg "
+               f"that ended there (validation excluded; not recorded for the older scorings).")
+    rows = ["| iterations | K query images per class | 15 query images per class | test tasks | the leg before it |",
+            "|---|---|---|---|---|"]
     for entry in saved.test_history:
         scores = [stored_score(entry["metrics"], query, steps) for query in (k, 15)]
         rows.append(f"| {entry['iteration']:,} | "
                     + " | ".join("not scored" if s is None else f"{s['mean']:.2f} ± {s['ci95']:.2f}" for s in scores)
-                    + f" | {entry['metrics'].get('test_tasks', '')} |")
+                    + f" | {entry['metrics'].get('test_tasks', '')} | {_leg(entry)} |")
     return "\n".join(textwrap.wrap(caption, 115) + [""] + rows)
 
 

@@ -103,3 +103,12 @@ def test_a_quote_matches_only_a_score_stored_at_its_iteration():
     notes = "* *5-way 1-shot, first order*: 43.50% at 20,000\n"
     assert [q.cell for q in quoted_scores.find_quotes(notes, "x.md", "miniimagenet")] == \
         ["miniimagenet_5way_1shot_first_order"]
+
+
+def test_a_scoring_names_the_speed_and_machine_of_the_leg_before_it():
+    cpu = {"from_iteration": 7050, "ms_per_iteration": 10123.4, "device": "cpu", "threads": 1,
+           "machine": "Some CPU, 2 cores"}
+    gpu = {**cpu, "from_iteration": 2000, "ms_per_iteration": 170.0, "device": "cuda", "machine": "NVIDIA H200"}
+    assert results._leg({"metrics": {"leg": cpu}}) == "from 7,050: 10.12 s an iteration (1 thread, Some CPU, 2 cores)"
+    assert results._leg({"metrics": {"leg": gpu}}) == "from 2,000: 170 ms an iteration (NVIDIA H200)"
+    assert results._leg({"metrics": {}}) == ""

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers.checkpoints import load_checkpoint
+from helpers.device import machine_name
 from helpers.experiments import get_experiment
 from helpers.tasks import sample_sinusoid_tasks
 from helpers.train import TrainConfig, train
@@ -171,6 +172,10 @@ def test_each_legs_scores_are_kept_and_a_rescore_replaces_its_own(tmp_path, monk
     saved = load_checkpoint(out)
     assert [(e["iteration"], e["metrics"]["scoring"]) for e in saved.test_history] == [(100, 1), (200, 3)]
     assert saved.metrics == saved.test_history[-1]["metrics"] and "train_seconds_this_run" in saved.metrics
+    first, second = (entry["metrics"]["leg"] for entry in saved.test_history)  # the rescore kept its leg
+    assert (first["from_iteration"], second["from_iteration"]) == (0, 100)
+    assert second["device"] == "cpu" and second["threads"] == torch.get_num_threads()
+    assert second["machine"] == machine_name(torch.device("cpu")) and second["ms_per_iteration"] > 0
     cli.main(["train", "sinusoid_maml", "--iterations", "400", "--until", "300", "--out", str(out), "--fresh",
               "--no-compile"])
     assert [e["iteration"] for e in load_checkpoint(out).test_history] == [300], "a fresh run has no past"
@@ -185,6 +190,22 @@ def test_the_command_saves_an_interrupted_run_and_exits_130(tmp_path, monkeypatc
     assert cli.main(["train", "sinusoid_maml", "--iterations", "400", "--out", str(out), "--no-compile"]) == 130
     assert load_checkpoint(out).iteration == 200
     assert "python -m helpers evaluate sinusoid_maml" in capsys.readouterr().out
+
+
+def test_scoring_an_interrupted_run_does_not_credit_it_with_the_last_legs_speed(tmp_path, monkeypatch):
+    import helpers.__main__ as cli
+    monkeypatch.setattr(cli, "experiment_metrics", lambda *args, **kwargs: {"scoring": 1})
+    out = tmp_path / "cut.pt"
+    cli.main(["train", "sinusoid_maml", "--iterations", "400", "--until", "100", "--out", str(out), "--no-compile"])
+    real = get_experiment("sinusoid_maml")
+    monkeypatch.setattr(cli, "get_experiment",
+                        lambda name: replace(real, make_sampler=lambda: interrupting(real.make_sampler(), 150)))
+    assert cli.main(["train", "sinusoid_maml", "--iterations", "400", "--out", str(out), "--no-compile"]) == 130
+    saved = load_checkpoint(out)
+    assert saved.iteration == 200 and saved.metrics == {}, "the metrics of iteration 100 stay in its entry"
+    assert cli.main(["evaluate", "sinusoid_maml", "--checkpoint", str(out)]) == 0
+    last = load_checkpoint(out).test_history[-1]
+    assert last["iteration"] == 200 and last["metrics"] == {"scoring": 1}, "no leg or timing of iteration 100"
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
