@@ -51,7 +51,8 @@ def seed_everything(seed: int) -> torch.Generator:
 def machine_name(device: torch.device | None = None) -> str:
     """The processor (or GPU) that a stored timing was measured on, for the figures that quote it; without a
     `device`, the GPU if there is one."""
-    if device.type == "cuda" if device is not None else torch.cuda.is_available():
+    on_gpu = torch.cuda.is_available() if device is None else device.type == "cuda"
+    if on_gpu:
         return torch.cuda.get_device_name(device)
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

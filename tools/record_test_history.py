@@ -12,13 +12,9 @@ as they are, so a second run changes nothing.
 from __future__ import annotations
 
 import argparse
-import io
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,17 +22,18 @@ sys.path.insert(0, str(ROOT))
 from helpers.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from helpers.experiments import FEWSHOT_CELLS, get_experiment  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tools"))
+from committed_checkpoint import commits_of, committed_payload  # noqa: E402
+
 
 def committed_scorings(path: Path, loss_history: list[float], repo: Path = ROOT) -> list[dict[str, Any]]:
     """One entry per iteration at which a committed version of `path` from the run whose losses so far are
     `loss_history` holds test scores, oldest first."""
-    relative = path.resolve().relative_to(repo.resolve()).as_posix()
-    log = subprocess.run(["git", "log", "--format=%H", "--", relative], cwd=repo, capture_output=True, text=True,
-                         check=True)
     found: dict[int, dict[str, Any]] = {}
-    for commit in log.stdout.split():  # newest first
-        blob = subprocess.run(["git", "show", f"{commit}:{relative}"], cwd=repo, capture_output=True, check=True)
-        payload = torch.load(io.BytesIO(blob.stdout), map_location="cpu", weights_only=True)
+    for commit in commits_of(path, repo):  # newest first
+        payload = committed_payload(commit, path, repo)
+        if payload is None:  # the commit that deleted it
+            continue
         if list(payload["loss_history"]) != loss_history[:len(payload["loss_history"])]:
             break  # this version and all older ones come from an earlier run
         iteration, metrics = int(payload["iteration"]), payload.get("metrics") or {}

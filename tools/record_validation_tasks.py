@@ -11,18 +11,17 @@ are, so a second run changes nothing.
 from __future__ import annotations
 
 import argparse
-import io
-import subprocess
 import sys
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from helpers.checkpoints import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from helpers.experiments import VALIDATION_TASKS  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tools"))
+from committed_checkpoint import committed_payload  # noqa: E402
 
 SWITCH = "579e02e"  # "n_tasks=100" -> "n_tasks=VALIDATION_TASKS" (300) in helpers/experiments.py
 TASKS_BEFORE_SWITCH = 100
@@ -45,11 +44,9 @@ def iterations_at(commit: str, path: Path) -> set[int] | None:
     None if it is outside the repository (its history unknown)."""
     if not path.resolve().is_relative_to(ROOT):
         return None
-    relative = path.resolve().relative_to(ROOT).as_posix()
-    shown = subprocess.run(["git", "show", f"{commit}:{relative}"], cwd=ROOT, capture_output=True)
-    if shown.returncode != 0:
+    payload = committed_payload(commit, path, ROOT)
+    if payload is None:
         return set()
-    payload = torch.load(io.BytesIO(shown.stdout), map_location="cpu", weights_only=True)
     return {int(it) for it, _ in payload.get("validation_history", [])}
 
 
