@@ -54,3 +54,16 @@ def test_a_scoring_the_checkpoint_already_holds_is_kept(tmp_path):
     save(path, 200, {"score": 2}, [kept, {"iteration": 200, "metrics": {"score": 2}, "command": "leg to 200"}])
     assert record_test_history.record(path, tmp_path) == 0
     assert load_checkpoint(path).test_history[0] == kept
+
+
+def test_a_commit_that_deleted_the_checkpoint_is_passed_over(tmp_path):
+    git(tmp_path, "init", "-q")
+    path = tmp_path / "cell.pt"
+    save(path, 100, {"score": 1})
+    commit(tmp_path, "100")
+    git(tmp_path, "rm", "-q", "cell.pt")
+    git(tmp_path, "commit", "-q", "-m", "removed")
+    save(path, 200, {"score": 2})  # the same run, put back
+    commit(tmp_path, "200")
+    assert record_test_history.record(path, tmp_path) == 2
+    assert [e["iteration"] for e in load_checkpoint(path).test_history] == [100, 200]
